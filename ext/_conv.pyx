@@ -1,0 +1,548 @@
+# cython: language_level=3
+# cython: boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""N-D convolution kernels.
+
+Every convolution-like operation of ndconv is reduced, in Python, to one or
+more *phases*: a plain strided correlation between a sub-grid of the output
+and a fixed set of kernel taps.  Along axis ``a`` the phase's output cells are
+``start[a] + j * step[a]`` for ``0 <= j < count[a]``, and tap ``t`` of that
+axis reads input cell ``off[t] + j * in_step[a]``; cells outside the input
+are zeros or, for the other padding modes, mapped back inside as numpy.pad
+does.  The geometry arrives as one packed int64 vector (see ``_geom``), so
+the loops below never depend on the number of axes.
+
+Two kernels compute a phase: ``conv_gemm`` (im2col on a bounded tile of
+output cells, then one GEMM per tile through BLAS, called single-threaded
+from each OpenMP thread) and ``conv_direct`` (few channels: each output row
+accumulates tap by tap along the contiguous last axis).  ``conv_grad_w``
+computes the weight gradient of one phase into fixed per-chunk partial sums
+that Python adds in chunk order.  Every work item writes its own cells, so
+results do not depend on the thread count.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange, parallel
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from _util cimport (MAXD, MODE_CONSTANT, floordiv, ceildiv, map_index,
+                    omp_get_max_threads)
+
+
+ctypedef struct Geom:
+    Py_ssize_t n
+    const Py_ssize_t* in_shape
+    const Py_ssize_t* in_stride
+    const Py_ssize_t* count
+    const Py_ssize_t* start
+    const Py_ssize_t* step
+    const Py_ssize_t* out_stride
+    const Py_ssize_t* in_step
+    const Py_ssize_t* ntaps
+    const Py_ssize_t* tap_base
+    const Py_ssize_t* tap_off
+    Py_ssize_t in_vol
+    Py_ssize_t out_vol
+    Py_ssize_t tv
+    Py_ssize_t psub
+    int mode
+
+
+cdef Geom _geom(const Py_ssize_t[::1] geo, Py_ssize_t n, int mode):
+    """Unpack the geometry vector built by ndconv.conv: per axis in_shape,
+    in_stride, count, start, step, out_stride, in_step, ntaps, tap_base;
+    then the output volume; then every axis' tap offsets."""
+    cdef Geom G
+    cdef Py_ssize_t a
+    G.n = n
+    G.in_shape = &geo[0]
+    G.in_stride = &geo[n]
+    G.count = &geo[2 * n]
+    G.start = &geo[3 * n]
+    G.step = &geo[4 * n]
+    G.out_stride = &geo[5 * n]
+    G.in_step = &geo[6 * n]
+    G.ntaps = &geo[7 * n]
+    G.tap_base = &geo[8 * n]
+    G.out_vol = geo[9 * n]
+    G.tap_off = &geo[9 * n + 1]
+    G.in_vol = 1
+    G.tv = 1
+    G.psub = 1
+    for a in range(n):
+        G.in_vol *= G.in_shape[a]
+        G.tv *= G.ntaps[a]
+        G.psub *= G.count[a]
+    G.mode = mode
+    return G
+
+
+# ---------------------------------------------------------------------------
+# BLAS, row-major.  Dimensions are checked to fit an int by the caller.
+
+cdef inline void gemm_nn(int M, int N, int K, const floating* A, int lda,
+                         const floating* B, int ldb, floating* C, int ldc) noexcept nogil:
+    """C(M x N) += A(M x K) @ B(K x N), all row-major."""
+    cdef char tr = b'N'
+    cdef floating one = 1
+    if floating is float:
+        sgemm(&tr, &tr, &N, &M, &K, &one, <float*>B, &ldb, <float*>A, &lda,
+              &one, C, &ldc)
+    else:
+        dgemm(&tr, &tr, &N, &M, &K, &one, <double*>B, &ldb, <double*>A, &lda,
+              &one, C, &ldc)
+
+
+cdef inline void gemm_nt(int M, int N, int K, const floating* A, int lda,
+                         const floating* B, int ldb, floating* C, int ldc) noexcept nogil:
+    """C(M x N) += A(M x K) @ B(N x K)^T, all row-major."""
+    cdef char tt = b'T'
+    cdef char tn = b'N'
+    cdef floating one = 1
+    if floating is float:
+        sgemm(&tt, &tn, &N, &M, &K, &one, <float*>B, &ldb, <float*>A, &lda,
+              &one, C, &ldc)
+    else:
+        dgemm(&tt, &tn, &N, &M, &K, &one, <double*>B, &ldb, <double*>A, &lda,
+              &one, C, &ldc)
+
+
+# ---------------------------------------------------------------------------
+# Helpers on runs along the last axis.
+
+cdef inline void unravel(Py_ssize_t p, const Py_ssize_t* shape, Py_ssize_t n,
+                         Py_ssize_t* j) noexcept nogil:
+    cdef Py_ssize_t a
+    for a in range(n - 1, -1, -1):
+        j[a] = p % shape[a]
+        p = p // shape[a]
+
+
+cdef inline void advance(Py_ssize_t* j, const Py_ssize_t* shape, Py_ssize_t n,
+                         Py_ssize_t by) noexcept nogil:
+    """Move the multi-index ``j`` by ``by`` cells along the last axis (at most
+    to the end of the row), carrying into the outer axes."""
+    cdef Py_ssize_t a = n - 1
+    j[a] += by
+    while a > 0 and j[a] >= shape[a]:
+        j[a] = 0
+        a -= 1
+        j[a] += 1
+
+
+cdef inline bint outer_base(const Geom* G, const Py_ssize_t* j, const Py_ssize_t* tk,
+                            Py_ssize_t* base) noexcept nogil:
+    """Input offset of the row read by outer taps ``tk`` at outer cell ``j``;
+    False when that row is padding of zeros."""
+    cdef Py_ssize_t a, i, b = 0
+    for a in range(G.n - 1):
+        i = G.tap_off[G.tap_base[a] + tk[a]] + j[a] * G.in_step[a]
+        if i < 0 or i >= G.in_shape[a]:
+            i = map_index(i, G.in_shape[a], G.mode)
+            if i < 0:
+                return False
+        b += i * G.in_stride[a]
+    base[0] = b
+    return True
+
+
+cdef inline bint next_taps(const Geom* G, Py_ssize_t* tk) noexcept nogil:
+    """Odometer over the taps of the outer axes; False after the last."""
+    cdef Py_ssize_t a = G.n - 2
+    while a >= 0:
+        tk[a] += 1
+        if tk[a] < G.ntaps[a]:
+            return True
+        tk[a] = 0
+        a -= 1
+    return False
+
+
+cdef inline Py_ssize_t out_offset(const Geom* G, const Py_ssize_t* j) noexcept nogil:
+    cdef Py_ssize_t a, o = 0
+    for a in range(G.n):
+        o += (G.start[a] + j[a] * G.step[a]) * G.out_stride[a]
+    return o
+
+
+cdef inline void valid_range(Py_ssize_t i0, Py_ssize_t s, Py_ssize_t size,
+                             Py_ssize_t run, Py_ssize_t* qlo, Py_ssize_t* qhi) noexcept nogil:
+    """Cells q in [0, run) with 0 <= i0 + q * s < size form [qlo, qhi)."""
+    cdef Py_ssize_t lo = ceildiv(-i0, s)
+    cdef Py_ssize_t hi = floordiv(size - 1 - i0, s) + 1
+    if lo < 0:
+        lo = 0
+    if hi > run:
+        hi = run
+    if hi < lo:
+        hi = lo
+    qlo[0] = lo
+    qhi[0] = hi
+
+
+cdef inline void copy_run(floating* dst, const floating* row, Py_ssize_t i0,
+                          Py_ssize_t s, Py_ssize_t size, Py_ssize_t run,
+                          int mode) noexcept nogil:
+    """dst[q] = padded row[i0 + q * s] for q < run."""
+    cdef Py_ssize_t q, qlo, qhi, i
+    cdef const floating* src
+    valid_range(i0, s, size, run, &qlo, &qhi)
+    if mode == MODE_CONSTANT:
+        for q in range(qlo):
+            dst[q] = 0
+        for q in range(qhi, run):
+            dst[q] = 0
+    else:
+        for q in range(qlo):
+            dst[q] = row[map_index(i0 + q * s, size, mode)]
+        for q in range(qhi, run):
+            dst[q] = row[map_index(i0 + q * s, size, mode)]
+    if qhi > qlo:
+        src = row + i0 + qlo * s
+        if s == 1:
+            memcpy(dst + qlo, src, (qhi - qlo) * sizeof(floating))
+        else:
+            for q in range(qhi - qlo):
+                dst[qlo + q] = src[q * s]
+
+
+cdef inline void axpy_run(floating* acc, floating wv, const floating* row,
+                          Py_ssize_t i0, Py_ssize_t s, Py_ssize_t size,
+                          Py_ssize_t run, int mode) noexcept nogil:
+    """acc[q] += wv * padded row[i0 + q * s] for q < run."""
+    cdef Py_ssize_t q, qlo, qhi, m
+    cdef const floating* src
+    valid_range(i0, s, size, run, &qlo, &qhi)
+    if mode != MODE_CONSTANT:
+        for q in range(qlo):
+            acc[q] += wv * row[map_index(i0 + q * s, size, mode)]
+        for q in range(qhi, run):
+            acc[q] += wv * row[map_index(i0 + q * s, size, mode)]
+    m = qhi - qlo
+    if m > 0:
+        src = row + i0 + qlo * s
+        acc = acc + qlo
+        if s == 1:
+            for q in range(m):
+                acc[q] += wv * src[q]
+        else:
+            for q in range(m):
+                acc[q] += wv * src[q * s]
+
+
+# ---------------------------------------------------------------------------
+# im2col on a tile, and the scatter of a tile back to the output.
+
+cdef void build_col(const Geom* G, const floating* xg, Py_ssize_t c0, Py_ssize_t c1,
+                    Py_ssize_t p0, Py_ssize_t p1, floating* col) noexcept nogil:
+    """col[(c - c0) * tv + t, q] for the tile of sub-grid cells [p0, p1):
+    channel c of the group block ``xg``, tap combination t (C order)."""
+    cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t tk[MAXD]
+    cdef Py_ssize_t T = p1 - p0, p = p0, q = 0, run, row, c, tl, base, a
+    cdef Py_ssize_t last = G.n - 1
+    cdef Py_ssize_t nl = G.ntaps[last], bl = G.tap_base[last]
+    cdef Py_ssize_t sl = G.in_step[last], Dl = G.in_shape[last]
+    cdef const floating* xc
+    cdef floating* dst
+    cdef bint ok
+    unravel(p0, G.count, G.n, j)
+    while p < p1:
+        run = G.count[last] - j[last]
+        if run > p1 - p:
+            run = p1 - p
+        row = 0
+        for c in range(c0, c1):
+            xc = xg + c * G.in_vol
+            for a in range(last):
+                tk[a] = 0
+            while True:
+                ok = outer_base(G, j, tk, &base)
+                for tl in range(nl):
+                    dst = col + row * T + q
+                    if ok:
+                        copy_run(dst, xc + base, G.tap_off[bl + tl] + j[last] * sl,
+                                 sl, Dl, run, G.mode)
+                    else:
+                        for a in range(run):
+                            dst[a] = 0
+                    row += 1
+                if not next_taps(G, tk):
+                    break
+        q += run
+        p += run
+        advance(j, G.count, G.n, run)
+
+
+cdef void scatter_tile(const Geom* G, const floating* tmp, Py_ssize_t rows,
+                       Py_ssize_t p0, Py_ssize_t p1, floating* outg) noexcept nogil:
+    """Write tmp[r, q] (rows x (p1 - p0)) to the output cells of the tile."""
+    cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t T = p1 - p0, p = p0, q = 0, run, r, k, o, st
+    cdef Py_ssize_t last = G.n - 1
+    cdef const floating* src
+    cdef floating* dst
+    unravel(p0, G.count, G.n, j)
+    st = G.step[last]
+    while p < p1:
+        run = G.count[last] - j[last]
+        if run > p1 - p:
+            run = p1 - p
+        o = out_offset(G, j)
+        for r in range(rows):
+            src = tmp + r * T + q
+            dst = outg + r * G.out_vol + o
+            for k in range(run):
+                dst[k * st] = src[k]
+        q += run
+        p += run
+        advance(j, G.count, G.n, run)
+
+
+cdef void gather_tile(const Geom* G, const floating* src_g, Py_ssize_t rows,
+                      Py_ssize_t p0, Py_ssize_t p1, floating* tmp) noexcept nogil:
+    """The inverse of scatter_tile: tmp[r, q] = output cell of the tile."""
+    cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t T = p1 - p0, p = p0, q = 0, run, r, k, o, st
+    cdef Py_ssize_t last = G.n - 1
+    unravel(p0, G.count, G.n, j)
+    st = G.step[last]
+    while p < p1:
+        run = G.count[last] - j[last]
+        if run > p1 - p:
+            run = p1 - p
+        o = out_offset(G, j)
+        for r in range(rows):
+            for k in range(run):
+                tmp[r * T + q + k] = src_g[r * G.out_vol + o + k * st]
+        q += run
+        p += run
+        advance(j, G.count, G.n, run)
+
+
+# ---------------------------------------------------------------------------
+# Kernels.
+
+def conv_gemm(const floating[::1] x, const floating[::1] w, const floating[::1] bias,
+              floating[::1] out, const Py_ssize_t[::1] geo, Py_ssize_t n,
+              Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t groups,
+              int mode, Py_ssize_t tile, Py_ssize_t cchunk, bint contiguous,
+              int nthreads):
+    """One phase by im2col tiles and GEMM.
+
+    ``w`` is (C_out, C_in // groups * tv), rows of the packed phase kernel;
+    ``contiguous`` says the phase covers the whole output in C order, so a
+    tile can be written by the GEMM in place.  Returns False when a thread
+    could not allocate its workspace (nothing is then complete)."""
+    cdef Geom G = _geom(geo, n, mode)
+    cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
+    cdef Py_ssize_t kw = cig * G.tv
+    cdef Py_ssize_t ntiles = (G.psub + tile - 1) // tile
+    cdef Py_ssize_t nitems = N * groups * ntiles
+    cdef Py_ssize_t it, b, g, tl, p0, p1, T, c0, c1, co, q, ldc
+    cdef bint has_bias = bias.shape[0] > 0
+    cdef int failed = 0
+    cdef int* fail = &failed
+    cdef floating* col
+    cdef floating* tmp
+    cdef floating* C
+    cdef floating bv
+    cdef const floating* xp = &x[0]
+    cdef const floating* wp = &w[0]
+    cdef floating* op = &out[0]
+    if nitems == 0:
+        return True
+    with nogil, parallel(num_threads=nthreads):
+        col = <floating*>malloc(max(cchunk * G.tv * tile, 1) * sizeof(floating))
+        tmp = <floating*>malloc(max(cog * tile, 1) * sizeof(floating))
+        if col == NULL or tmp == NULL:
+            fail[0] = 1
+        else:
+            for it in prange(nitems, schedule='dynamic', chunksize=1):
+                b = it // (groups * ntiles)
+                g = (it // ntiles) % groups
+                tl = it % ntiles
+                p0 = tl * tile
+                p1 = min(p0 + tile, G.psub)
+                T = p1 - p0
+                if contiguous:
+                    C = op + (b * C_out + g * cog) * G.out_vol + p0
+                    ldc = G.out_vol
+                else:
+                    C = tmp
+                    ldc = T
+                for co in range(cog):
+                    bv = bias[g * cog + co] if has_bias else 0
+                    for q in range(T):
+                        C[co * ldc + q] = bv
+                c0 = 0
+                while c0 < cig:
+                    c1 = min(c0 + cchunk, cig)
+                    build_col(&G, xp + (b * C_in + g * cig) * G.in_vol, c0, c1,
+                              p0, p1, col)
+                    gemm_nn(<int>cog, <int>T, <int>((c1 - c0) * G.tv),
+                            wp + g * cog * kw + c0 * G.tv, <int>kw,
+                            col, <int>T, C, <int>ldc)
+                    c0 = c1
+                if not contiguous:
+                    scatter_tile(&G, tmp, cog, p0, p1,
+                                 op + (b * C_out + g * cog) * G.out_vol)
+        free(col)
+        free(tmp)
+    return failed == 0
+
+
+cdef void direct_rows(const Geom* G, const floating* xg, const floating* wg,
+                      const floating* bg, floating* outg, Py_ssize_t cig,
+                      Py_ssize_t cog, Py_ssize_t r0, Py_ssize_t r1,
+                      floating* acc) noexcept nogil:
+    """Rows [r0, r1) of one (batch, group) block by direct accumulation."""
+    cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t tk[MAXD]
+    cdef Py_ssize_t last = G.n - 1
+    cdef Py_ssize_t L = G.count[last], st = G.step[last]
+    cdef Py_ssize_t nl = G.ntaps[last], bl = G.tap_base[last]
+    cdef Py_ssize_t sl = G.in_step[last], Dl = G.in_shape[last]
+    cdef Py_ssize_t kw = cig * G.tv
+    cdef Py_ssize_t r, co, c, t, tl, a, q, o, base
+    cdef const floating* xc
+    cdef const floating* wr
+    cdef floating* dst
+    cdef floating bv
+    for r in range(r0, r1):
+        unravel(r * L, G.count, G.n, j)
+        o = out_offset(G, j)
+        for co in range(cog):
+            bv = bg[co] if bg != NULL else 0
+            for q in range(L):
+                acc[q] = bv
+            wr = wg + co * kw
+            t = 0
+            for c in range(cig):
+                xc = xg + c * G.in_vol
+                for a in range(last):
+                    tk[a] = 0
+                while True:
+                    if outer_base(G, j, tk, &base):
+                        for tl in range(nl):
+                            if wr[t + tl] != 0:
+                                axpy_run(acc, wr[t + tl], xc + base,
+                                         G.tap_off[bl + tl], sl, Dl, L, G.mode)
+                    t += nl
+                    if not next_taps(G, tk):
+                        break
+            dst = outg + co * G.out_vol + o
+            if st == 1:
+                memcpy(dst, acc, L * sizeof(floating))
+            else:
+                for q in range(L):
+                    dst[q * st] = acc[q]
+
+
+def conv_direct(const floating[::1] x, const floating[::1] w, const floating[::1] bias,
+                floating[::1] out, const Py_ssize_t[::1] geo, Py_ssize_t n,
+                Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t groups,
+                int mode, Py_ssize_t rows_per_item, int nthreads):
+    """One phase by direct accumulation: for each output row (all axes but
+    the last) and output channel, add every tap's contribution along the
+    contiguous last axis.  For few channels."""
+    cdef Geom G = _geom(geo, n, mode)
+    cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
+    cdef Py_ssize_t L = G.count[n - 1]
+    cdef Py_ssize_t nrows = G.psub // L if L > 0 else 0
+    cdef Py_ssize_t nchunks = (nrows + rows_per_item - 1) // rows_per_item
+    cdef Py_ssize_t nitems = N * groups * nchunks
+    cdef Py_ssize_t it, b, g, r0
+    cdef int failed = 0
+    cdef int* fail = &failed
+    cdef floating* acc
+    cdef const floating* xp = &x[0]
+    cdef const floating* wp = &w[0]
+    cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
+    cdef floating* op = &out[0]
+    if nitems == 0:
+        return True
+    with nogil, parallel(num_threads=nthreads):
+        acc = <floating*>malloc(max(L, 1) * sizeof(floating))
+        if acc == NULL:
+            fail[0] = 1
+        else:
+            for it in prange(nitems, schedule='dynamic', chunksize=1):
+                b = it // (groups * nchunks)
+                g = (it // nchunks) % groups
+                r0 = (it % nchunks) * rows_per_item
+                direct_rows(&G, xp + (b * C_in + g * cig) * G.in_vol,
+                            wp + g * cog * cig * G.tv,
+                            bp + g * cog if bp != NULL else NULL,
+                            op + (b * C_out + g * cog) * G.out_vol,
+                            cig, cog, r0, min(r0 + rows_per_item, nrows), acc)
+        free(acc)
+    return failed == 0
+
+
+def conv_grad_w(const floating[::1] x, const floating[::1] gy, floating[::1] parts,
+                const Py_ssize_t[::1] geo, Py_ssize_t n, Py_ssize_t N,
+                Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t groups, int mode,
+                Py_ssize_t tile, Py_ssize_t cchunk, Py_ssize_t nparts,
+                bint contiguous, int nthreads):
+    """Weight gradient of one phase.
+
+    The work items (batch, group, tile) are cut into ``nparts`` fixed runs;
+    run ``k`` adds its items, in order, into ``parts[k]`` of shape
+    (C_out, C_in // groups * tv), which must arrive zeroed.  The caller adds
+    the parts in order, so the sum does not depend on the thread count."""
+    cdef Geom G = _geom(geo, n, mode)
+    cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
+    cdef Py_ssize_t kw = cig * G.tv
+    cdef Py_ssize_t ntiles = (G.psub + tile - 1) // tile
+    cdef Py_ssize_t nitems = N * groups * ntiles
+    cdef Py_ssize_t part, it, i0, i1, b, g, tl, p0, p1, T, c0, c1, lda
+    cdef int failed = 0
+    cdef int* fail = &failed
+    cdef floating* col
+    cdef floating* tmp
+    cdef const floating* A
+    cdef floating* acc
+    cdef const floating* xp = &x[0]
+    cdef const floating* gyp = &gy[0]
+    cdef floating* pp = &parts[0]
+    if nitems == 0 or kw == 0:
+        return True
+    with nogil, parallel(num_threads=nthreads):
+        col = <floating*>malloc(max(cchunk * G.tv * tile, 1) * sizeof(floating))
+        tmp = <floating*>malloc(max(cog * tile, 1) * sizeof(floating))
+        if col == NULL or tmp == NULL:
+            fail[0] = 1
+        else:
+            for part in prange(nparts, schedule='dynamic', chunksize=1):
+                i0 = part * nitems // nparts
+                i1 = (part + 1) * nitems // nparts
+                acc = pp + part * C_out * kw
+                for it in range(i0, i1):
+                    b = it // (groups * ntiles)
+                    g = (it // ntiles) % groups
+                    tl = it % ntiles
+                    p0 = tl * tile
+                    p1 = min(p0 + tile, G.psub)
+                    T = p1 - p0
+                    if contiguous:
+                        A = gyp + (b * C_out + g * cog) * G.out_vol + p0
+                        lda = G.out_vol
+                    else:
+                        gather_tile(&G, gyp + (b * C_out + g * cog) * G.out_vol,
+                                    cog, p0, p1, tmp)
+                        A = tmp
+                        lda = T
+                    c0 = 0
+                    while c0 < cig:
+                        c1 = min(c0 + cchunk, cig)
+                        build_col(&G, xp + (b * C_in + g * cig) * G.in_vol, c0, c1,
+                                  p0, p1, col)
+                        gemm_nt(<int>cog, <int>((c1 - c0) * G.tv), <int>T, A, <int>lda,
+                                col, <int>T, acc + g * cog * kw + c0 * G.tv, <int>kw)
+                        c0 = c1
+        free(col)
+        free(tmp)
+    return failed == 0
