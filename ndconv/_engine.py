@@ -1,0 +1,190 @@
+"""The correlation engine behind every convolution-like function.
+
+A correlation is split into *phases* (see ``_axis_phases``): sub-grids of the
+output over which the set of kernel taps that land on input samples is
+fixed.  Each phase is a plain strided correlation, computed by one of the
+kernels of ``ndconv._conv``.  Transposed convolutions arrive here as
+correlations with ``input_dilate = stride`` and a flipped kernel, so they too
+never multiply inserted zeros.
+"""
+
+import itertools
+import math
+
+import numpy as np
+
+from . import _conv
+from ._threads import blas_single_thread, get_num_threads
+
+# Bytes of im2col workspace a thread aims for (about half the L2 cache).
+_COL_BYTES = 1 << 20
+# Partial sums of the weight gradient are kept below this many bytes.
+_PART_BYTES = 64 << 20
+_INT_MAX = 2 ** 31 - 1
+
+
+# ----------------------------------------------------------------------------
+# The engine: a correlation, split into phases of fixed taps.
+
+def _axis_phases(size, out, k, s, d, r, lo, mode):
+    """Phases of one axis.
+
+    Output cell ``o`` reads the input-dilated, padded signal at
+    ``u = o * s + t * d - lo`` for tap ``t``; only ``u % r == 0`` lands on a
+    sample (``u // r``).  Which taps land depends on ``o`` modulo
+    ``P = r / gcd(s, r)``, so each residue is a phase: cells
+    ``ph + j * P``, reading input ``u // r + j * (s * P // r)``.
+    Taps that never reach the input (zero padding only) are dropped.
+    Returns ``[(start, count, step, in_step, taps, offsets), ...]``.
+    """
+    P = r // math.gcd(s, r)
+    in_step = s * P // r
+    phases = []
+    for ph in range(min(P, out)):
+        count = (out - ph + P - 1) // P
+        taps, offs = [], []
+        for t in range(k):
+            u = ph * s + t * d - lo
+            if u % r:
+                continue
+            off = u // r
+            last = off + (count - 1) * in_step
+            if mode == 0 and (last < 0 or off >= size):
+                continue
+            taps.append(t)
+            offs.append(off)
+        phases.append((ph, count, P, in_step, taps, offs))
+    return phases
+
+
+def _c_strides(shape):
+    strides, acc = [], 1
+    for s in reversed(shape):
+        strides.append(acc)
+        acc *= s
+    return strides[::-1]
+
+
+def _phases(in_shape, out_shape, ksize, stride, dilate, input_dilate, pad_lo, mode):
+    """Every phase of the N-D correlation, with its packed geometry vector."""
+    per_axis = [_axis_phases(*args, mode) for args in zip(
+        in_shape, out_shape, ksize, stride, dilate, input_dilate, pad_lo)]
+    n = len(in_shape)
+    in_stride = _c_strides(in_shape)
+    out_stride = _c_strides(out_shape)
+    out_vol = math.prod(out_shape)
+    for combo in itertools.product(*per_axis):
+        start, count, step, in_step, taps, offs = zip(*combo)
+        ntaps = [len(t) for t in taps]
+        base = list(itertools.accumulate([0] + ntaps[:-1]))
+        geo = np.array(list(in_shape) + in_stride + list(count) + list(start)
+                       + list(step) + out_stride + list(in_step) + ntaps + base
+                       + [out_vol] + [o for off in offs for o in off], dtype=np.intp)
+        contiguous = all(st == 1 for st in step)
+        yield taps, start, step, count, geo, contiguous
+    del n
+
+
+def _gemm_tile(kw, tv, cig, psub, itemsize):
+    """Tile width (output cells) and channel chunk for the im2col buffer."""
+    tile = _COL_BYTES // max(kw * itemsize, 1)
+    tile = max(64, min(2048, tile)) // 16 * 16
+    tile = min(tile, psub)
+    cchunk = cig
+    if cig * tv * tile * itemsize > 4 * _COL_BYTES:
+        cchunk = max(1, 4 * _COL_BYTES // (tv * tile * itemsize))
+    return tile, cchunk
+
+
+def _use_direct(cig, cog, tv, kw, itemsize):
+    if cog * cig <= 4 or cog <= 1:
+        return True
+    # GEMM dimensions must fit an int, and one channel's columns must stay small.
+    return kw > _INT_MAX or tv * 64 * itemsize > (64 << 20)
+
+
+def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups):
+    """res = correlation of x with Wc (+ b), everything C-contiguous, one dtype.
+
+    x (N, C_in, *in_shape); Wc (C_out, C_in // groups, *ksize); res
+    (N, C_out, *out_shape).  Input cell of output ``o``, tap ``t``: position
+    ``o * stride + t * dilate - pad_lo`` of x dilated by ``input_dilate``.
+    """
+    N, C_in = x.shape[:2]
+    C_out = Wc.shape[0]
+    in_shape, out_shape, ksize = x.shape[2:], res.shape[2:], Wc.shape[2:]
+    n = len(in_shape)
+    if res.size == 0:
+        return res
+    cig, cog = C_in // groups, C_out // groups
+    bias = (np.zeros(0, res.dtype) if b is None else b)
+    if x.size == 0 or Wc.size == 0:
+        res[...] = 0 if b is None else b.reshape((1, C_out) + (1,) * n)
+        return res
+    xf, of = x.reshape(-1), res.reshape(-1)
+    nthreads = get_num_threads()
+    itemsize = res.dtype.itemsize
+    with blas_single_thread():
+        for taps, start, step, count, geo, contiguous in _phases(
+                in_shape, out_shape, ksize, stride, dilate, input_dilate, pad_lo, mode):
+            tv = math.prod(len(t) for t in taps)
+            if tv == 0:
+                cells = (slice(None), slice(None)) + tuple(
+                    slice(s0, None, st) for s0, st in zip(start, step))
+                res[cells] = 0 if b is None else b.reshape((1, C_out) + (1,) * n)
+                continue
+            kw = cig * tv
+            wsub = np.ascontiguousarray(
+                Wc[np.ix_(range(C_out), range(cig), *taps)]).reshape(-1)
+            psub = math.prod(count)
+            if _use_direct(cig, cog, tv, kw, itemsize):
+                rows = psub // count[-1]
+                per_item = max(1, rows * N * groups // (16 * nthreads) // max(N * groups, 1))
+                ok = _conv.conv_direct(xf, wsub, bias, of, geo, n, N, C_in, C_out,
+                                       groups, mode, per_item, nthreads)
+            else:
+                tile, cchunk = _gemm_tile(kw, tv, cig, psub, itemsize)
+                ok = _conv.conv_gemm(xf, wsub, bias, of, geo, n, N, C_in, C_out,
+                                     groups, mode, tile, cchunk,
+                                     contiguous and res[0, 0].size <= _INT_MAX,
+                                     nthreads)
+            if not ok:
+                raise MemoryError('ndconv could not allocate its per-thread workspace')
+    return res
+
+
+def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups):
+    """Gradient of sum(correlate(x, W) * gy) with respect to W."""
+    N, C_in = x.shape[:2]
+    C_out = gy.shape[1]
+    n = x.ndim - 2
+    cig, cog = C_in // groups, C_out // groups
+    gW = np.zeros((C_out, cig) + tuple(ksize), gy.dtype)
+    if x.size == 0 or gy.size == 0 or gW.size == 0:
+        return gW
+    itemsize = gy.dtype.itemsize
+    nthreads = get_num_threads()
+    xf, gyf = x.reshape(-1), gy.reshape(-1)
+    with blas_single_thread():
+        for taps, start, step, count, geo, contiguous in _phases(
+                x.shape[2:], gy.shape[2:], ksize, stride, dilate, input_dilate,
+                pad_lo, 0):
+            tv = math.prod(len(t) for t in taps)
+            if tv == 0:
+                continue
+            kw = cig * tv
+            psub = math.prod(count)
+            tile, cchunk = _gemm_tile(kw, tv, cig, psub, itemsize)
+            nitems = N * groups * (-(-psub // tile))
+            # Fixed by the shapes alone, never by the thread count.
+            nparts = max(1, min(nitems, 16, _PART_BYTES // (C_out * kw * itemsize)))
+            parts = np.zeros((nparts, C_out, kw), gy.dtype)
+            ok = _conv.conv_grad_w(xf, gyf, parts.reshape(-1), geo, n, N, C_in,
+                                   C_out, groups, 0, tile, cchunk, nparts,
+                                   contiguous and gy[0, 0].size <= _INT_MAX, nthreads)
+            if not ok:
+                raise MemoryError('ndconv could not allocate its per-thread workspace')
+            gsub = np.add.reduce(parts, axis=0)
+            gW[np.ix_(range(C_out), range(cig), *taps)] += gsub.reshape(
+                (C_out, cig) + tuple(len(t) for t in taps))
+    return gW
