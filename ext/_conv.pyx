@@ -27,8 +27,34 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+from libc.stdlib cimport calloc
+from libc.string cimport memset
+
 from _util cimport (MAXD, MODE_CONSTANT, floordiv, ceildiv, map_index,
                     omp_get_max_threads)
+
+cdef extern from "ndconv_mk.h" nogil:
+    void ndconv_mk_f32(int mr, Py_ssize_t K, const float* A, Py_ssize_t lda,
+                       const float** ptrs, Py_ssize_t q0, float* C, Py_ssize_t ldc,
+                       int init, const float* bias)
+    void ndconv_mk_f64(int mr, Py_ssize_t K, const double* A, Py_ssize_t lda,
+                       const double** ptrs, Py_ssize_t q0, double* C, Py_ssize_t ldc,
+                       int init, const double* bias)
+    int ndconv_mr
+    int ndconv_nr_f32
+    int ndconv_nr_f64
+    const char* ndconv_mk_select(const char* name)
+
+
+def select_isa(str name='auto'):
+    """Choose the micro-kernels ('auto', 'avx512', 'avx2' or 'generic');
+    returns (isa, MR, NR for float32, NR for float64)."""
+    cdef bytes b = name.encode()
+    isa = ndconv_mk_select(b).decode()
+    return isa, ndconv_mr, ndconv_nr_f32, ndconv_nr_f64
+
+
+select_isa('auto')
 
 
 ctypedef struct Geom:
@@ -545,4 +571,177 @@ def conv_grad_w(const floating[::1] x, const floating[::1] gy, floating[::1] par
                         c0 = c1
         free(col)
         free(tmp)
+    return failed == 0
+
+
+# ---------------------------------------------------------------------------
+# Implicit GEMM: packed input rows and a register-blocked micro-kernel.
+
+ctypedef struct Last:
+    # How the taps of the last axis read a packed row.  Input cell of tap tl
+    # at output q is off[tl] + q * s = s * (a[tl] + q) + rho[tl]; the cells of
+    # one residue rho form a unit-stride "slot" m -> s * (m_min + m) + rho.
+    Py_ssize_t nslot
+    Py_ssize_t m_min
+    Py_ssize_t span           # max(a) - min(a)
+    const Py_ssize_t* rho     # nslot residues
+    const Py_ssize_t* slot    # per tap: its slot
+    const Py_ssize_t* shift   # per tap: a[tl] - m_min
+
+
+cdef void implicit_rows(const Geom* G, const Last* Lt, const floating* xg,
+                        const floating* wtg, const floating* bg, floating* outg,
+                        Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t cchunk,
+                        Py_ssize_t qseg, Py_ssize_t r0, Py_ssize_t r1,
+                        floating* pack, Py_ssize_t ls, const floating** ptrs,
+                        floating* acc, Py_ssize_t lp) noexcept nogil:
+    """Output rows [r0, r1) of one (batch, group) block.
+
+    wtg is the group's packed kernel, (cig * tv, cog) row-major; each row is
+    cut into segments of at most qseg outputs; each segment is computed in
+    channel chunks: pack the input rows, point each reduction index at its
+    packed row, run the micro-kernel over (MR channels) x (NR outputs)
+    blocks, accumulating in acc (cog x lp), then write acc out."""
+    cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t tk[MAXD]
+    cdef Py_ssize_t last = G.n - 1
+    cdef Py_ssize_t L = G.count[last], st = G.step[last]
+    cdef Py_ssize_t nl = G.ntaps[last]
+    cdef Py_ssize_t sl = G.in_step[last], Dl = G.in_shape[last]
+    cdef Py_ssize_t nto = G.tv // nl
+    cdef Py_ssize_t r, qs, lq, lr, c0, c1, c, to, tl, sidx, base, k, a, o
+    cdef Py_ssize_t co0, mr, nblk, blk, q0, q, co
+    cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
+    cdef Py_ssize_t mrmax = ndconv_mr
+    cdef floating* dst
+    cdef const floating* xc
+    cdef floating* src
+    cdef bint ok
+    nblk = (cog + mrmax - 1) // mrmax
+    for r in range(r0, r1):
+        unravel(r * L, G.count, G.n, j)
+        o = out_offset(G, j)
+        qs = 0
+        while qs < L:
+            lq = min(qseg, L - qs)
+            lr = lq + Lt.span
+            c0 = 0
+            while c0 < cig:
+                c1 = min(c0 + cchunk, cig)
+                # pack the input rows of channels [c0, c1)
+                for c in range(c0, c1):
+                    xc = xg + c * G.in_vol
+                    for a in range(last):
+                        tk[a] = 0
+                    to = 0
+                    while True:
+                        ok = outer_base(G, j, tk, &base)
+                        for sidx in range(Lt.nslot):
+                            dst = pack + (((c - c0) * nto + to) * Lt.nslot + sidx) * ls
+                            if ok:
+                                copy_run(dst, xc + base,
+                                         sl * (Lt.m_min + qs) + Lt.rho[sidx], sl, Dl,
+                                         lr, G.mode)
+                            else:
+                                memset(dst, 0, lr * sizeof(floating))
+                        for tl in range(nl):
+                            ptrs[((c - c0) * nto + to) * nl + tl] = (
+                                pack + (((c - c0) * nto + to) * Lt.nslot + Lt.slot[tl]) * ls
+                                + Lt.shift[tl])
+                        to += 1
+                        if not next_taps(G, tk):
+                            break
+                # (MR channels) x (NR outputs) blocks over the chunk
+                co0 = 0
+                for blk in range(nblk):
+                    mr = (cog - co0 + nblk - blk - 1) // (nblk - blk)
+                    q0 = 0
+                    while q0 < lq:
+                        if floating is float:
+                            ndconv_mk_f32(<int>mr, (c1 - c0) * G.tv,
+                                          wtg + c0 * G.tv * cog + co0, cog,
+                                          <const float**>ptrs, q0, acc + co0 * lp + q0, lp,
+                                          c0 == 0, bg + co0 if bg != NULL else NULL)
+                        else:
+                            ndconv_mk_f64(<int>mr, (c1 - c0) * G.tv,
+                                          wtg + c0 * G.tv * cog + co0, cog,
+                                          <const double**>ptrs, q0, acc + co0 * lp + q0, lp,
+                                          c0 == 0, bg + co0 if bg != NULL else NULL)
+                        q0 += nr
+                    co0 += mr
+                c0 = c1
+            # write the segment
+            for co in range(cog):
+                src = acc + co * lp
+                dst = outg + co * G.out_vol + o + qs * st
+                if st == 1:
+                    memcpy(dst, src, lq * sizeof(floating))
+                else:
+                    for q in range(lq):
+                        dst[q * st] = src[q]
+            qs += lq
+
+
+def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[::1] bias,
+                  floating[::1] out, const Py_ssize_t[::1] geo,
+                  const Py_ssize_t[::1] lastinfo, Py_ssize_t n,
+                  Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t groups,
+                  int mode, Py_ssize_t cchunk, Py_ssize_t qseg, Py_ssize_t rows_per_item,
+                  int nthreads):
+    """One phase by implicit GEMM.
+
+    ``wt`` is the phase kernel packed as (groups, C_in // groups * tv,
+    C_out // groups); ``lastinfo`` is [nslot, m_min, span, rho[nslot],
+    slot[ntaps_last], shift[ntaps_last]] (see Last)."""
+    cdef Geom G = _geom(geo, n, mode)
+    cdef Last Lt
+    cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
+    cdef Py_ssize_t last = n - 1
+    cdef Py_ssize_t L = G.count[last], nl = G.ntaps[last]
+    cdef Py_ssize_t nrows = G.psub // L if L > 0 else 0
+    cdef Py_ssize_t nchunks = (nrows + rows_per_item - 1) // rows_per_item
+    cdef Py_ssize_t nitems = N * groups * nchunks
+    cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
+    cdef Py_ssize_t it, b, g, r0, ls, lp, lq
+    cdef int failed = 0
+    cdef int* fail = &failed
+    cdef floating* pack
+    cdef floating* acc
+    cdef const floating** ptrs
+    cdef const floating* xp = &x[0]
+    cdef const floating* wp = &wt[0]
+    cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
+    cdef floating* op = &out[0]
+    Lt.nslot = lastinfo[0]
+    Lt.m_min = lastinfo[1]
+    Lt.span = lastinfo[2]
+    Lt.rho = &lastinfo[3]
+    Lt.slot = &lastinfo[3 + Lt.nslot]
+    Lt.shift = &lastinfo[3 + Lt.nslot + nl]
+    if nitems == 0:
+        return True
+    lq = min(qseg, L)
+    lp = (lq + nr - 1) // nr * nr
+    ls = lq + Lt.span + nr
+    with nogil, parallel(num_threads=nthreads):
+        pack = <floating*>calloc(cchunk * (G.tv // nl) * Lt.nslot * ls, sizeof(floating))
+        ptrs = <const floating**>malloc(cchunk * G.tv * sizeof(floating*))
+        acc = <floating*>malloc(cog * lp * sizeof(floating))
+        if pack == NULL or ptrs == NULL or acc == NULL:
+            fail[0] = 1
+        else:
+            for it in prange(nitems, schedule='dynamic', chunksize=1):
+                b = it // (groups * nchunks)
+                g = (it // nchunks) % groups
+                r0 = (it % nchunks) * rows_per_item
+                implicit_rows(&G, &Lt, xp + (b * C_in + g * cig) * G.in_vol,
+                              wp + g * cig * G.tv * cog,
+                              bp + g * cog if bp != NULL else NULL,
+                              op + (b * C_out + g * cog) * G.out_vol,
+                              cig, cog, cchunk, qseg, r0,
+                              min(r0 + rows_per_item, nrows),
+                              pack, ls, ptrs, acc, lp)
+        free(pack)
+        free(<void*>ptrs)
+        free(acc)
     return failed == 0

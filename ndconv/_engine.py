@@ -96,6 +96,34 @@ def _gemm_tile(kw, tv, cig, psub, itemsize):
     return tile, cchunk
 
 
+# Kernel for forward correlations: 'implicit' (packed rows and the
+# micro-kernels of ext/ndconv_mk.h), or the older 'gemm' / 'direct' paths.
+METHOD = 'implicit'
+# Bytes of packed input rows a thread aims for, and the longest row segment.
+_PACK_BYTES = 256 << 10
+_QSEG = 1024
+
+
+def _last_axis_info(geo, n, taps, cig, tv, itemsize):
+    """The packed-row layout of the last axis (see Last in ext/_conv.pyx),
+    the channel chunk and the row segment length."""
+    nl = len(taps[-1])
+    s = int(geo[6 * n + n - 1])
+    L = int(geo[3 * n - 1])
+    offs = [int(o) for o in geo[len(geo) - nl:]]
+    a = [o // s for o in offs]
+    rho = [o - ai * s for o, ai in zip(offs, a)]
+    slots = sorted(set(rho))
+    m_min = min(a)
+    span = max(a) - m_min
+    info = np.array([len(slots), m_min, span] + slots + [slots.index(r) for r in rho]
+                    + [ai - m_min for ai in a], dtype=np.intp)
+    qseg = min(L, _QSEG)
+    per_channel = (tv // nl) * len(slots) * (qseg + span + 32) * itemsize
+    cchunk = max(1, min(cig, _PACK_BYTES // max(per_channel, 1)))
+    return info, cchunk, qseg
+
+
 def _use_direct(cig, cog, tv, kw, itemsize):
     if cog * cig <= 4 or cog <= 1:
         return True
@@ -135,17 +163,24 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
                 continue
             kw = cig * tv
             wsub = np.ascontiguousarray(
-                Wc[np.ix_(range(C_out), range(cig), *taps)]).reshape(-1)
+                Wc[np.ix_(range(C_out), range(cig), *taps)]).reshape(C_out, kw)
             psub = math.prod(count)
-            if _use_direct(cig, cog, tv, kw, itemsize):
-                rows = psub // count[-1]
-                per_item = max(1, rows * N * groups // (16 * nthreads) // max(N * groups, 1))
-                ok = _conv.conv_direct(xf, wsub, bias, of, geo, n, N, C_in, C_out,
-                                       groups, mode, per_item, nthreads)
+            rows = psub // count[-1]
+            per_item = max(1, min(rows, rows * N * groups // (8 * nthreads * N * groups) or 1))
+            method = METHOD
+            if method == 'implicit':
+                wt = np.ascontiguousarray(
+                    wsub.reshape(groups, cog, kw).transpose(0, 2, 1)).reshape(-1)
+                info, cchunk, qseg = _last_axis_info(geo, n, taps, cig, tv, itemsize)
+                ok = _conv.conv_implicit(xf, wt, bias, of, geo, info, n, N, C_in, C_out,
+                                         groups, mode, cchunk, qseg, per_item, nthreads)
+            elif method == 'direct' or _use_direct(cig, cog, tv, kw, itemsize):
+                ok = _conv.conv_direct(xf, wsub.reshape(-1), bias, of, geo, n, N, C_in,
+                                       C_out, groups, mode, per_item, nthreads)
             else:
                 tile, cchunk = _gemm_tile(kw, tv, cig, psub, itemsize)
-                ok = _conv.conv_gemm(xf, wsub, bias, of, geo, n, N, C_in, C_out,
-                                     groups, mode, tile, cchunk,
+                ok = _conv.conv_gemm(xf, wsub.reshape(-1), bias, of, geo, n, N, C_in,
+                                     C_out, groups, mode, tile, cchunk,
                                      contiguous and res[0, 0].size <= _INT_MAX,
                                      nthreads)
             if not ok:

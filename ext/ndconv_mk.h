@@ -1,0 +1,212 @@
+/* Register-blocked micro-kernels of the implicit-GEMM convolution.
+ *
+ * One call computes an MR x NR block of outputs:
+ *
+ *     C[i][q] (+)= sum_k A[k * lda + i] * ptrs[k][q0 + q],  i < mr, q < NR
+ *
+ * A holds the weights of mr output channels, one contiguous group of mr
+ * values per k; ptrs[k] points at the packed input row of reduction index k
+ * (one input channel and one kernel tap).  With init set, C starts from
+ * bias[i] (or zero when bias is NULL) instead of its stored value.  C rows are
+ * ldc apart and NR wide; the caller keeps NR - 1 readable cells after the end
+ * of every packed row.
+ *
+ * Each ISA gets its own copy, compiled with a target attribute, so the module
+ * itself is built for baseline x86-64 and picks the widest kernel at run time.
+ */
+#ifndef NDCONV_MK_H
+#define NDCONV_MK_H
+
+#include <stddef.h>
+
+typedef void (*mk_f32_t)(int mr, Py_ssize_t K, const float *A, Py_ssize_t lda,
+                         const float *const *ptrs, Py_ssize_t q0, float *C,
+                         Py_ssize_t ldc, int init, const float *bias);
+typedef void (*mk_f64_t)(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda,
+                         const double *const *ptrs, Py_ssize_t q0, double *C,
+                         Py_ssize_t ldc, int init, const double *bias);
+
+/* The block body for a compile-time MR; VT holds W lanes, NR = 2 * W. */
+#define NDCONV_MK_BODY(MR, T, VT, W, LOADU, STOREU, SET1, FMADD)              \
+    do {                                                                      \
+        VT c0[MR], c1[MR];                                                    \
+        _Pragma("GCC unroll 16")                                              \
+        for (int i = 0; i < MR; i++) {                                        \
+            if (init) {                                                       \
+                c0[i] = SET1(bias ? bias[i] : (T)0);                          \
+                c1[i] = c0[i];                                                \
+            } else {                                                          \
+                c0[i] = LOADU(C + i * ldc);                                   \
+                c1[i] = LOADU(C + i * ldc + W);                               \
+            }                                                                 \
+        }                                                                     \
+        for (Py_ssize_t k = 0; k < K; k++) {                                  \
+            const T *p = ptrs[k] + q0;                                        \
+            const T *a = A + k * lda;                                         \
+            VT b0 = LOADU(p), b1 = LOADU(p + W);                              \
+            _Pragma("GCC unroll 16")                                          \
+            for (int i = 0; i < MR; i++) {                                    \
+                VT av = SET1(a[i]);                                           \
+                c0[i] = FMADD(av, b0, c0[i]);                                 \
+                c1[i] = FMADD(av, b1, c1[i]);                                 \
+            }                                                                 \
+        }                                                                     \
+        _Pragma("GCC unroll 16")                                              \
+        for (int i = 0; i < MR; i++) {                                        \
+            STOREU(C + i * ldc, c0[i]);                                       \
+            STOREU(C + i * ldc + W, c1[i]);                                   \
+        }                                                                     \
+    } while (0)
+
+#define NDCONV_MK_CASE(MR, T, VT, W, LOADU, STOREU, SET1, FMADD)              \
+    case MR:                                                                  \
+        NDCONV_MK_BODY(MR, T, VT, W, LOADU, STOREU, SET1, FMADD);             \
+        break;
+
+/* ---- portable C: GCC vector extensions, whatever the baseline ISA has ---- */
+
+typedef float ndconv_v4f __attribute__((vector_size(16), aligned(4)));
+typedef double ndconv_v2d __attribute__((vector_size(16), aligned(8)));
+
+static inline ndconv_v4f ndconv_ld4f(const float *p) { ndconv_v4f v; __builtin_memcpy(&v, p, 16); return v; }
+static inline void ndconv_st4f(float *p, ndconv_v4f v) { __builtin_memcpy(p, &v, 16); }
+static inline ndconv_v4f ndconv_set4f(float a) { ndconv_v4f v = {a, a, a, a}; return v; }
+static inline ndconv_v4f ndconv_fma4f(ndconv_v4f a, ndconv_v4f b, ndconv_v4f c) { return c + a * b; }
+static inline ndconv_v2d ndconv_ld2d(const double *p) { ndconv_v2d v; __builtin_memcpy(&v, p, 16); return v; }
+static inline void ndconv_st2d(double *p, ndconv_v2d v) { __builtin_memcpy(p, &v, 16); }
+static inline ndconv_v2d ndconv_set2d(double a) { ndconv_v2d v = {a, a}; return v; }
+static inline ndconv_v2d ndconv_fma2d(ndconv_v2d a, ndconv_v2d b, ndconv_v2d c) { return c + a * b; }
+
+#define NDCONV_GENERIC_F(MR) NDCONV_MK_CASE(MR, float, ndconv_v4f, 4, ndconv_ld4f, ndconv_st4f, ndconv_set4f, ndconv_fma4f)
+#define NDCONV_GENERIC_D(MR) NDCONV_MK_CASE(MR, double, ndconv_v2d, 2, ndconv_ld2d, ndconv_st2d, ndconv_set2d, ndconv_fma2d)
+
+static void mk_f32_generic(int mr, Py_ssize_t K, const float *A, Py_ssize_t lda,
+                           const float *const *ptrs, Py_ssize_t q0, float *C,
+                           Py_ssize_t ldc, int init, const float *bias)
+{
+    switch (mr) {
+        NDCONV_GENERIC_F(1) NDCONV_GENERIC_F(2) NDCONV_GENERIC_F(3) NDCONV_GENERIC_F(4)
+        NDCONV_GENERIC_F(5) NDCONV_GENERIC_F(6)
+    }
+}
+
+static void mk_f64_generic(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda,
+                           const double *const *ptrs, Py_ssize_t q0, double *C,
+                           Py_ssize_t ldc, int init, const double *bias)
+{
+    switch (mr) {
+        NDCONV_GENERIC_D(1) NDCONV_GENERIC_D(2) NDCONV_GENERIC_D(3) NDCONV_GENERIC_D(4)
+        NDCONV_GENERIC_D(5) NDCONV_GENERIC_D(6)
+    }
+}
+
+#define NDCONV_MR_GENERIC 6
+#define NDCONV_NR_F32_GENERIC 8
+#define NDCONV_NR_F64_GENERIC 4
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(NDCONV_NO_SIMD)
+#define NDCONV_X86 1
+#include <immintrin.h>
+
+/* ---- AVX2 + FMA: 16 registers, MR <= 6 with two vectors a row ---- */
+
+#define NDCONV_AVX2_F(MR) NDCONV_MK_CASE(MR, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps)
+#define NDCONV_AVX2_D(MR) NDCONV_MK_CASE(MR, double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd)
+
+__attribute__((target("avx2,fma")))
+static void mk_f32_avx2(int mr, Py_ssize_t K, const float *A, Py_ssize_t lda,
+                        const float *const *ptrs, Py_ssize_t q0, float *C,
+                        Py_ssize_t ldc, int init, const float *bias)
+{
+    switch (mr) {
+        NDCONV_AVX2_F(1) NDCONV_AVX2_F(2) NDCONV_AVX2_F(3) NDCONV_AVX2_F(4)
+        NDCONV_AVX2_F(5) NDCONV_AVX2_F(6)
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static void mk_f64_avx2(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda,
+                        const double *const *ptrs, Py_ssize_t q0, double *C,
+                        Py_ssize_t ldc, int init, const double *bias)
+{
+    switch (mr) {
+        NDCONV_AVX2_D(1) NDCONV_AVX2_D(2) NDCONV_AVX2_D(3) NDCONV_AVX2_D(4)
+        NDCONV_AVX2_D(5) NDCONV_AVX2_D(6)
+    }
+}
+
+/* ---- AVX-512: 32 registers, MR <= 14 with two vectors a row ---- */
+
+#define NDCONV_512_F(MR) NDCONV_MK_CASE(MR, float, __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps)
+#define NDCONV_512_D(MR) NDCONV_MK_CASE(MR, double, __m512d, 8, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd)
+
+__attribute__((target("avx512f,fma")))
+static void mk_f32_avx512(int mr, Py_ssize_t K, const float *A, Py_ssize_t lda,
+                          const float *const *ptrs, Py_ssize_t q0, float *C,
+                          Py_ssize_t ldc, int init, const float *bias)
+{
+    switch (mr) {
+        NDCONV_512_F(1) NDCONV_512_F(2) NDCONV_512_F(3) NDCONV_512_F(4)
+        NDCONV_512_F(5) NDCONV_512_F(6) NDCONV_512_F(7) NDCONV_512_F(8)
+        NDCONV_512_F(9) NDCONV_512_F(10) NDCONV_512_F(11) NDCONV_512_F(12)
+        NDCONV_512_F(13) NDCONV_512_F(14)
+    }
+}
+
+__attribute__((target("avx512f,fma")))
+static void mk_f64_avx512(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda,
+                          const double *const *ptrs, Py_ssize_t q0, double *C,
+                          Py_ssize_t ldc, int init, const double *bias)
+{
+    switch (mr) {
+        NDCONV_512_D(1) NDCONV_512_D(2) NDCONV_512_D(3) NDCONV_512_D(4)
+        NDCONV_512_D(5) NDCONV_512_D(6) NDCONV_512_D(7) NDCONV_512_D(8)
+        NDCONV_512_D(9) NDCONV_512_D(10) NDCONV_512_D(11) NDCONV_512_D(12)
+        NDCONV_512_D(13) NDCONV_512_D(14)
+    }
+}
+#endif
+
+/* The selected kernels and their block sizes. */
+static mk_f32_t ndconv_mk_f32 = mk_f32_generic;
+static mk_f64_t ndconv_mk_f64 = mk_f64_generic;
+static int ndconv_mr = NDCONV_MR_GENERIC;
+static int ndconv_nr_f32 = NDCONV_NR_F32_GENERIC;
+static int ndconv_nr_f64 = NDCONV_NR_F64_GENERIC;
+static const char *ndconv_isa = "generic";
+
+/* Pick the kernels for this CPU; name is "auto", "avx512", "avx2" or
+ * "generic".  Returns the name of the ISA chosen. */
+static const char *ndconv_mk_select(const char *name)
+{
+    int want512 = 1, want2 = 1;
+    if (name[0] == 'g') want512 = want2 = 0;
+    else if (name[0] == 'a' && name[1] == 'v' && name[3] == '2') want512 = 0;
+    ndconv_mk_f32 = mk_f32_generic;
+    ndconv_mk_f64 = mk_f64_generic;
+    ndconv_mr = NDCONV_MR_GENERIC;
+    ndconv_nr_f32 = NDCONV_NR_F32_GENERIC;
+    ndconv_nr_f64 = NDCONV_NR_F64_GENERIC;
+    ndconv_isa = "generic";
+#ifdef NDCONV_X86
+    __builtin_cpu_init();
+    if (want512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
+        ndconv_mk_f32 = mk_f32_avx512;
+        ndconv_mk_f64 = mk_f64_avx512;
+        ndconv_mr = 14;
+        ndconv_nr_f32 = 32;
+        ndconv_nr_f64 = 16;
+        ndconv_isa = "avx512";
+    } else if (want2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        ndconv_mk_f32 = mk_f32_avx2;
+        ndconv_mk_f64 = mk_f64_avx2;
+        ndconv_mr = 6;
+        ndconv_nr_f32 = 16;
+        ndconv_nr_f64 = 8;
+        ndconv_isa = "avx2";
+    }
+#endif
+    return ndconv_isa;
+}
+
+#endif
