@@ -27,7 +27,8 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-from libc.stdlib cimport calloc
+cdef extern from "stdlib.h" nogil:
+    void* aligned_alloc(size_t alignment, size_t size)
 from libc.string cimport memset
 
 from _util cimport (MAXD, MODE_CONSTANT, floordiv, ceildiv, map_index,
@@ -722,9 +723,11 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
         return True
     lq = min(qseg, L)
     lp = (lq + nr - 1) // nr * nr
-    ls = lq + Lt.span + nr
+    ls = (lq + Lt.span + nr + 15) // 16 * 16     # whole 64-byte lines
     with nogil, parallel(num_threads=nthreads):
-        pack = <floating*>calloc(cchunk * (G.tv // nl) * Lt.nslot * ls, sizeof(floating))
+        pack = <floating*>aligned_alloc(64, cchunk * (G.tv // nl) * Lt.nslot * ls * sizeof(floating))
+        if pack != NULL:
+            memset(pack, 0, cchunk * (G.tv // nl) * Lt.nslot * ls * sizeof(floating))
         ptrs = <const floating**>malloc(cchunk * G.tv * sizeof(floating*))
         acc = <floating*>malloc(cog * lp * sizeof(floating))
         if pack == NULL or ptrs == NULL or acc == NULL:

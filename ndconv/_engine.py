@@ -99,6 +99,7 @@ def _gemm_tile(kw, tv, cig, psub, itemsize):
 # Kernel for forward correlations: 'implicit' (packed rows and the
 # micro-kernels of ext/ndconv_mk.h), or the older 'gemm' / 'direct' paths.
 METHOD = 'implicit'
+ALIGNED_PACKS = False
 # Bytes of packed input rows a thread aims for, and the longest row segment.
 _PACK_BYTES = 256 << 10
 _QSEG = 1024
@@ -111,13 +112,18 @@ def _last_axis_info(geo, n, taps, cig, tv, itemsize):
     s = int(geo[6 * n + n - 1])
     L = int(geo[3 * n - 1])
     offs = [int(o) for o in geo[len(geo) - nl:]]
-    a = [o // s for o in offs]
-    rho = [o - ai * s for o, ai in zip(offs, a)]
-    slots = sorted(set(rho))
-    m_min = min(a)
-    span = max(a) - m_min
-    info = np.array([len(slots), m_min, span] + slots + [slots.index(r) for r in rho]
-                    + [ai - m_min for ai in a], dtype=np.intp)
+    if ALIGNED_PACKS:
+        # one 64-byte aligned packed row per tap: more copying, no split loads
+        slots, m_min, span = offs, 0, 0
+        info = np.array([nl, 0, 0] + offs + list(range(nl)) + [0] * nl, dtype=np.intp)
+    else:
+        a = [o // s for o in offs]
+        rho = [o - ai * s for o, ai in zip(offs, a)]
+        slots = sorted(set(rho))
+        m_min = min(a)
+        span = max(a) - m_min
+        info = np.array([len(slots), m_min, span] + slots + [slots.index(r) for r in rho]
+                        + [ai - m_min for ai in a], dtype=np.intp)
     qseg = min(L, _QSEG)
     per_channel = (tv // nl) * len(slots) * (qseg + span + 32) * itemsize
     cchunk = max(1, min(cig, _PACK_BYTES // max(per_channel, 1)))
