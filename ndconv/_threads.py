@@ -58,7 +58,11 @@ def _find_blas():
     except OSError:
         return _blas
     # scipy's own copy first: numpy may carry another (64-bit int) one.
-    for path in sorted(paths, key=lambda p: 'scipy' not in p):
+    def rank(path):
+        name = os.path.basename(path).lower()
+        return ('scipy' not in path, 'openblas' not in name, '64' in name)
+
+    for path in sorted(paths, key=rank):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
