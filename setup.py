@@ -69,7 +69,7 @@ ext_modules = [
               include_dirs=['ext', numpy.get_include()],
               extra_compile_args=compile_args, extra_link_args=link_args,
               define_macros=[('NPY_NO_DEPRECATED_API', 'NPY_1_7_API_VERSION')])
-    for name in ('_runtime', '_conv')
+    for name in ('_runtime', '_conv', '_pool')
 ]
 
 with open(os.path.join('ndconv', '_build_info.py'), 'w') as f:
