@@ -159,12 +159,12 @@ cdef inline void advance(Py_ssize_t* j, const Py_ssize_t* shape, Py_ssize_t n,
         j[a] += 1
 
 
-cdef inline bint outer_base(const Geom* G, const Py_ssize_t* j, const Py_ssize_t* tk,
-                            Py_ssize_t* base) noexcept nogil:
-    """Input offset of the row read by outer taps ``tk`` at outer cell ``j``;
-    False when that row is padding of zeros."""
+cdef inline bint outer_base_n(const Geom* G, const Py_ssize_t* j, const Py_ssize_t* tk,
+                              Py_ssize_t m, Py_ssize_t* base) noexcept nogil:
+    """Input offset, over the first m axes, of the row read by taps ``tk`` at
+    cell ``j``; False when that row is padding of zeros."""
     cdef Py_ssize_t a, i, b = 0
-    for a in range(G.n - 1):
+    for a in range(m):
         i = G.tap_off[G.tap_base[a] + tk[a]] + j[a] * G.in_step[a]
         if i < 0 or i >= G.in_shape[a]:
             i = map_index(i, G.in_shape[a], G.mode)
@@ -175,9 +175,27 @@ cdef inline bint outer_base(const Geom* G, const Py_ssize_t* j, const Py_ssize_t
     return True
 
 
+cdef inline bint outer_base(const Geom* G, const Py_ssize_t* j, const Py_ssize_t* tk,
+                            Py_ssize_t* base) noexcept nogil:
+    """outer_base_n over every axis but the last."""
+    return outer_base_n(G, j, tk, G.n - 1, base)
+
+
 cdef inline bint next_taps(const Geom* G, Py_ssize_t* tk) noexcept nogil:
     """Odometer over the taps of the outer axes; False after the last."""
     cdef Py_ssize_t a = G.n - 2
+    while a >= 0:
+        tk[a] += 1
+        if tk[a] < G.ntaps[a]:
+            return True
+        tk[a] = 0
+        a -= 1
+    return False
+
+
+cdef inline bint next_taps_n(const Geom* G, Py_ssize_t* tk, Py_ssize_t m) noexcept nogil:
+    """Odometer over the taps of the first m axes; False after the last."""
+    cdef Py_ssize_t a = m - 1
     while a >= 0:
         tk[a] += 1
         if tk[a] < G.ntaps[a]:
@@ -590,69 +608,106 @@ ctypedef struct Last:
     const Py_ssize_t* shift   # per tap: a[tl] - m_min
 
 
-cdef void implicit_rows(const Geom* G, const Last* Lt, const floating* xg,
-                        const floating* wtg, const floating* bg, floating* outg,
-                        Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t cchunk,
-                        Py_ssize_t qseg, Py_ssize_t r0, Py_ssize_t r1,
-                        floating* pack, Py_ssize_t ls, const floating** ptrs,
-                        floating* acc, Py_ssize_t lp) noexcept nogil:
-    """Output rows [r0, r1) of one (batch, group) block.
+cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
+                         const floating* wtg, const floating* bg, floating* outg,
+                         Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t cchunk,
+                         Py_ssize_t qseg, Py_ssize_t plane, Py_ssize_t jr0,
+                         Py_ssize_t jr1, floating* pack, Py_ssize_t ls,
+                         const floating** ptrs, floating* acc, Py_ssize_t lp) noexcept nogil:
+    """Output rows jr0 <= j[n-2] < jr1 of one plane (a fixed index of the axes
+    before n - 2) of one (batch, group) block; n >= 2.
 
-    wtg is the group's packed kernel, (cig * tv, cog) row-major; each row is
-    cut into segments of at most qseg outputs; each segment is computed in
-    channel chunks: pack the input rows, point each reduction index at its
-    packed row, run the micro-kernel over (MR channels) x (NR outputs)
-    blocks, accumulating in acc (cog x lp), then write acc out."""
+    Each row is cut into segments of at most qseg outputs; each segment is
+    computed in channel chunks: the input rows the block reads (for every
+    channel of the chunk, every tap combination of the axes before n - 2 and
+    every input index along axis n - 2 in the block's range) are packed once,
+    then for each output row every reduction index points at its packed row
+    and the micro-kernel runs over (MR channels) x (NR outputs) blocks,
+    accumulating in acc (rows x cog x lp); last, acc is written out.
+    wtg is the group's packed kernel, (cig * tv, cog) row-major."""
     cdef Py_ssize_t j[MAXD]
     cdef Py_ssize_t tk[MAXD]
-    cdef Py_ssize_t last = G.n - 1
+    cdef Py_ssize_t last = G.n - 1, ax2 = G.n - 2
     cdef Py_ssize_t L = G.count[last], st = G.step[last]
-    cdef Py_ssize_t nl = G.ntaps[last]
+    cdef Py_ssize_t nl = G.ntaps[last], n2 = G.ntaps[ax2]
     cdef Py_ssize_t sl = G.in_step[last], Dl = G.in_shape[last]
-    cdef Py_ssize_t nto = G.tv // nl
-    cdef Py_ssize_t r, qs, lq, lr, c0, c1, c, to, tl, sidx, base, k, a, o
-    cdef Py_ssize_t co0, mr, nblk, blk, q0, q, co
+    cdef Py_ssize_t s2 = G.in_step[ax2], D2 = G.in_shape[ax2]
+    cdef const Py_ssize_t* off2 = G.tap_off + G.tap_base[ax2]
+    cdef Py_ssize_t noo = G.tv // (nl * n2)
+    cdef Py_ssize_t nrow = jr1 - jr0
+    cdef Py_ssize_t i2min, i2max, nin, ii, i2, qs, lq, lr, c0, c1, c, too, t2, tl
+    cdef Py_ssize_t sidx, base, base2, k, a, o, r, co0, mr, nblk, blk, q0, q, co
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
     cdef Py_ssize_t mrmax = ndconv_mr
     cdef floating* dst
-    cdef const floating* xc
     cdef floating* src
+    cdef floating* pr
+    cdef floating* accr
+    cdef const floating* xc
     cdef bint ok
     nblk = (cog + mrmax - 1) // mrmax
-    for r in range(r0, r1):
-        unravel(r * L, G.count, G.n, j)
-        o = out_offset(G, j)
-        qs = 0
-        while qs < L:
-            lq = min(qseg, L - qs)
-            lr = lq + Lt.span
-            c0 = 0
-            while c0 < cig:
-                c1 = min(c0 + cchunk, cig)
-                # pack the input rows of channels [c0, c1)
-                for c in range(c0, c1):
-                    xc = xg + c * G.in_vol
-                    for a in range(last):
-                        tk[a] = 0
-                    to = 0
-                    while True:
-                        ok = outer_base(G, j, tk, &base)
+    # input rows along axis n - 2 read by the block
+    i2min = off2[0]
+    i2max = off2[0]
+    for t2 in range(n2):
+        if off2[t2] < i2min:
+            i2min = off2[t2]
+        if off2[t2] > i2max:
+            i2max = off2[t2]
+    i2min += jr0 * s2
+    i2max += (jr1 - 1) * s2
+    nin = i2max - i2min + 1
+    # the plane's multi-index (axes before n - 2)
+    unravel(plane, G.count, G.n - 2, j)
+    j[ax2] = jr0
+    j[last] = 0
+    qs = 0
+    while qs < L:
+        lq = min(qseg, L - qs)
+        lr = lq + Lt.span
+        c0 = 0
+        while c0 < cig:
+            c1 = min(c0 + cchunk, cig)
+            # pack the input rows of channels [c0, c1)
+            for c in range(c0, c1):
+                xc = xg + c * G.in_vol
+                for a in range(ax2):
+                    tk[a] = 0
+                too = 0
+                while True:
+                    ok = outer_base_n(G, j, tk, ax2, &base)
+                    for ii in range(nin):
+                        i2 = i2min + ii
+                        pr = pack + (((c - c0) * noo + too) * nin + ii) * Lt.nslot * ls
+                        if ok and not (i2 < 0 or i2 >= D2):
+                            base2 = base + i2 * G.in_stride[ax2]
+                        elif ok and G.mode != MODE_CONSTANT:
+                            base2 = base + map_index(i2, D2, G.mode) * G.in_stride[ax2]
+                        else:
+                            base2 = -1
                         for sidx in range(Lt.nslot):
-                            dst = pack + (((c - c0) * nto + to) * Lt.nslot + sidx) * ls
-                            if ok:
-                                copy_run(dst, xc + base,
+                            dst = pr + sidx * ls
+                            if base2 >= 0:
+                                copy_run(dst, xc + base2,
                                          sl * (Lt.m_min + qs) + Lt.rho[sidx], sl, Dl,
                                          lr, G.mode)
                             else:
                                 memset(dst, 0, lr * sizeof(floating))
-                        for tl in range(nl):
-                            ptrs[((c - c0) * nto + to) * nl + tl] = (
-                                pack + (((c - c0) * nto + to) * Lt.nslot + Lt.slot[tl]) * ls
-                                + Lt.shift[tl])
-                        to += 1
-                        if not next_taps(G, tk):
-                            break
-                # (MR channels) x (NR outputs) blocks over the chunk
+                    too += 1
+                    if ax2 == 0 or not next_taps_n(G, tk, ax2):
+                        break
+            # every output row of the block
+            for r in range(nrow):
+                k = 0
+                for c in range(c1 - c0):
+                    for too in range(noo):
+                        for t2 in range(n2):
+                            pr = pack + ((c * noo + too) * nin
+                                         + off2[t2] + (jr0 + r) * s2 - i2min) * Lt.nslot * ls
+                            for tl in range(nl):
+                                ptrs[k] = pr + Lt.slot[tl] * ls + Lt.shift[tl]
+                                k += 1
+                accr = acc + r * cog * lp
                 co0 = 0
                 for blk in range(nblk):
                     mr = (cog - co0 + nblk - blk - 1) // (nblk - blk)
@@ -661,49 +716,55 @@ cdef void implicit_rows(const Geom* G, const Last* Lt, const floating* xg,
                         if floating is float:
                             ndconv_mk_f32(<int>mr, (c1 - c0) * G.tv,
                                           wtg + c0 * G.tv * cog + co0, cog,
-                                          <const float**>ptrs, q0, acc + co0 * lp + q0, lp,
+                                          <const float**>ptrs, q0, accr + co0 * lp + q0, lp,
                                           c0 == 0, bg + co0 if bg != NULL else NULL)
                         else:
                             ndconv_mk_f64(<int>mr, (c1 - c0) * G.tv,
                                           wtg + c0 * G.tv * cog + co0, cog,
-                                          <const double**>ptrs, q0, acc + co0 * lp + q0, lp,
+                                          <const double**>ptrs, q0, accr + co0 * lp + q0, lp,
                                           c0 == 0, bg + co0 if bg != NULL else NULL)
                         q0 += nr
                     co0 += mr
-                c0 = c1
-            # write the segment
+            c0 = c1
+        # write the segment of every row
+        for r in range(nrow):
+            j[ax2] = jr0 + r
+            o = out_offset(G, j)
             for co in range(cog):
-                src = acc + co * lp
+                src = acc + (r * cog + co) * lp
                 dst = outg + co * G.out_vol + o + qs * st
                 if st == 1:
                     memcpy(dst, src, lq * sizeof(floating))
                 else:
                     for q in range(lq):
                         dst[q * st] = src[q]
-            qs += lq
+        j[ax2] = jr0
+        qs += lq
 
 
 def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[::1] bias,
                   floating[::1] out, const Py_ssize_t[::1] geo,
                   const Py_ssize_t[::1] lastinfo, Py_ssize_t n,
                   Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t groups,
-                  int mode, Py_ssize_t cchunk, Py_ssize_t qseg, Py_ssize_t rows_per_item,
+                  int mode, Py_ssize_t cchunk, Py_ssize_t qseg, Py_ssize_t rows,
                   int nthreads):
-    """One phase by implicit GEMM.
+    """One phase by implicit GEMM (n >= 2).
 
     ``wt`` is the phase kernel packed as (groups, C_in // groups * tv,
     C_out // groups); ``lastinfo`` is [nslot, m_min, span, rho[nslot],
-    slot[ntaps_last], shift[ntaps_last]] (see Last)."""
+    slot[ntaps_last], shift[ntaps_last]] (see Last); ``rows`` output rows
+    along axis n - 2 make one work item."""
     cdef Geom G = _geom(geo, n, mode)
     cdef Last Lt
     cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
-    cdef Py_ssize_t last = n - 1
+    cdef Py_ssize_t last = n - 1, ax2 = n - 2
     cdef Py_ssize_t L = G.count[last], nl = G.ntaps[last]
-    cdef Py_ssize_t nrows = G.psub // L if L > 0 else 0
-    cdef Py_ssize_t nchunks = (nrows + rows_per_item - 1) // rows_per_item
-    cdef Py_ssize_t nitems = N * groups * nchunks
+    cdef Py_ssize_t nplanes = G.psub // (L * G.count[ax2]) if L * G.count[ax2] > 0 else 0
+    cdef Py_ssize_t nblocks = (G.count[ax2] + rows - 1) // rows
+    cdef Py_ssize_t nitems = N * groups * nplanes * nblocks
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
-    cdef Py_ssize_t it, b, g, r0, ls, lp, lq
+    cdef Py_ssize_t it, b, g, pl, jr0, ls, lp, lq, nin, t2, packsize
+    cdef Py_ssize_t omin, omax
     cdef int failed = 0
     cdef int* fail = &failed
     cdef floating* pack
@@ -721,29 +782,37 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
     Lt.shift = &lastinfo[3 + Lt.nslot + nl]
     if nitems == 0:
         return True
+    omin = G.tap_off[G.tap_base[ax2]]
+    omax = omin
+    for t2 in range(G.ntaps[ax2]):
+        omin = min(omin, G.tap_off[G.tap_base[ax2] + t2])
+        omax = max(omax, G.tap_off[G.tap_base[ax2] + t2])
+    nin = omax - omin + (rows - 1) * G.in_step[ax2] + 1
     lq = min(qseg, L)
     lp = (lq + nr - 1) // nr * nr
     ls = (lq + Lt.span + nr + 15) // 16 * 16     # whole 64-byte lines
+    packsize = cchunk * (G.tv // (nl * G.ntaps[ax2])) * nin * Lt.nslot * ls
     with nogil, parallel(num_threads=nthreads):
-        pack = <floating*>aligned_alloc(64, cchunk * (G.tv // nl) * Lt.nslot * ls * sizeof(floating))
+        pack = <floating*>aligned_alloc(64, packsize * sizeof(floating))
         if pack != NULL:
-            memset(pack, 0, cchunk * (G.tv // nl) * Lt.nslot * ls * sizeof(floating))
+            memset(pack, 0, packsize * sizeof(floating))
         ptrs = <const floating**>malloc(cchunk * G.tv * sizeof(floating*))
-        acc = <floating*>malloc(cog * lp * sizeof(floating))
+        acc = <floating*>malloc(rows * cog * lp * sizeof(floating))
         if pack == NULL or ptrs == NULL or acc == NULL:
             fail[0] = 1
         else:
             for it in prange(nitems, schedule='dynamic', chunksize=1):
-                b = it // (groups * nchunks)
-                g = (it // nchunks) % groups
-                r0 = (it % nchunks) * rows_per_item
-                implicit_rows(&G, &Lt, xp + (b * C_in + g * cig) * G.in_vol,
-                              wp + g * cig * G.tv * cog,
-                              bp + g * cog if bp != NULL else NULL,
-                              op + (b * C_out + g * cog) * G.out_vol,
-                              cig, cog, cchunk, qseg, r0,
-                              min(r0 + rows_per_item, nrows),
-                              pack, ls, ptrs, acc, lp)
+                b = it // (groups * nplanes * nblocks)
+                g = (it // (nplanes * nblocks)) % groups
+                pl = (it // nblocks) % nplanes
+                jr0 = (it % nblocks) * rows
+                implicit_block(&G, &Lt, xp + (b * C_in + g * cig) * G.in_vol,
+                               wp + g * cig * G.tv * cog,
+                               bp + g * cog if bp != NULL else NULL,
+                               op + (b * C_out + g * cog) * G.out_vol,
+                               cig, cog, cchunk, qseg, pl, jr0,
+                               min(jr0 + rows, G.count[ax2]),
+                               pack, ls, ptrs, acc, lp)
         free(pack)
         free(<void*>ptrs)
         free(acc)

@@ -101,7 +101,7 @@ def _gemm_tile(kw, tv, cig, psub, itemsize):
 METHOD = 'implicit'
 ALIGNED_PACKS = False
 # Bytes of packed input rows a thread aims for, and the longest row segment.
-_PACK_BYTES = 256 << 10
+_PACK_BYTES = 512 << 10
 _QSEG = 1024
 
 
@@ -130,6 +130,57 @@ def _last_axis_info(geo, n, taps, cig, tv, itemsize):
     return info, cchunk, qseg
 
 
+# Below this many multiply-adds a call runs on one thread: waking a team
+# costs more than it saves (results do not depend on the thread count).
+_SERIAL_WORK = 1 << 18
+
+
+def _threads_for(work):
+    return 1 if work < _SERIAL_WORK else get_num_threads()
+
+
+def _implicit(xf, wt, bias, of, geo, n, taps, count, N, C_in, C_out, groups, mode,
+              tv, itemsize, nthreads):
+    """Run one phase through conv_implicit, choosing its blocking.
+
+    The channel chunk and row-block budget depend on the shapes alone; only
+    the row-block length is then cut for parallelism, which changes no
+    result (each output is summed the same way whatever the blocking)."""
+    if n == 1:
+        # one code path: a 1-D problem is a 2-D one with a singleton axis
+        n2 = 2
+        in_shape = [1, int(geo[0])]
+        geo = np.array(in_shape + [int(geo[1]), 1] + [1, int(geo[2])] + [0, int(geo[3])]
+                       + [1, int(geo[4])] + [int(geo[5]), 1] + [1, int(geo[6])]
+                       + [1, int(geo[7])] + [0, 1] + [int(geo[9])] + [0]
+                       + [int(o) for o in geo[10:]], dtype=np.intp)
+        taps = ([0],) + tuple(taps)
+        count = (1,) + tuple(count)
+        n = n2
+    cig = C_in // groups
+    info, cchunk, qseg = _last_axis_info(geo, n, taps, cig, tv, itemsize)
+    nl, n2 = len(taps[-1]), len(taps[-2])
+    noo = tv // (nl * n2)
+    s2 = int(geo[7 * n - 2])
+    offs2 = [int(o) for o in geo[len(geo) - nl - n2:len(geo) - nl]]
+    span2 = max(offs2) - min(offs2)
+    nslot = int(info[0])
+    ls = qseg + int(info[2]) + 48
+    per_row_in = noo * nslot * ls * itemsize          # one channel, one input row
+    rows_max = count[-2]
+    while rows_max > 1 and cchunk * per_row_in * (span2 + (rows_max - 1) * s2 + 1) > _PACK_BYTES:
+        rows_max = (rows_max + 1) // 2
+    while cchunk > 1 and cchunk * per_row_in * (span2 + 1) > _PACK_BYTES:
+        cchunk = (cchunk + 1) // 2
+    # enough work items for the threads
+    planes = N * groups * math.prod(count[:-2])
+    rows = rows_max
+    while rows > 1 and planes * (-(-count[-2] // rows)) < 4 * nthreads:
+        rows = (rows + 1) // 2
+    return _conv.conv_implicit(xf, wt, bias, of, geo, info, n, N, C_in, C_out, groups,
+                               mode, cchunk, qseg, rows, nthreads)
+
+
 def _use_direct(cig, cog, tv, kw, itemsize):
     if cog * cig <= 4 or cog <= 1:
         return True
@@ -156,7 +207,7 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
         res[...] = 0 if b is None else b.reshape((1, C_out) + (1,) * n)
         return res
     xf, of = x.reshape(-1), res.reshape(-1)
-    nthreads = get_num_threads()
+    nthreads = _threads_for(N * C_out * res[0, 0].size * cig * math.prod(ksize))
     itemsize = res.dtype.itemsize
     with blas_single_thread():
         for taps, start, step, count, geo, contiguous in _phases(
@@ -177,9 +228,8 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
             if method == 'implicit':
                 wt = np.ascontiguousarray(
                     wsub.reshape(groups, cog, kw).transpose(0, 2, 1)).reshape(-1)
-                info, cchunk, qseg = _last_axis_info(geo, n, taps, cig, tv, itemsize)
-                ok = _conv.conv_implicit(xf, wt, bias, of, geo, info, n, N, C_in, C_out,
-                                         groups, mode, cchunk, qseg, per_item, nthreads)
+                ok = _implicit(xf, wt, bias, of, geo, n, taps, count, N, C_in, C_out,
+                               groups, mode, tv, itemsize, nthreads)
             elif method == 'direct' or _use_direct(cig, cog, tv, kw, itemsize):
                 ok = _conv.conv_direct(xf, wsub.reshape(-1), bias, of, geo, n, N, C_in,
                                        C_out, groups, mode, per_item, nthreads)
@@ -204,7 +254,7 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups)
     if x.size == 0 or gy.size == 0 or gW.size == 0:
         return gW
     itemsize = gy.dtype.itemsize
-    nthreads = get_num_threads()
+    nthreads = _threads_for(N * C_out * gy[0, 0].size * cig * math.prod(ksize))
     xf, gyf = x.reshape(-1), gy.reshape(-1)
     with blas_single_thread():
         for taps, start, step, count, geo, contiguous in _phases(
