@@ -219,6 +219,8 @@ cdef inline void valid_range(Py_ssize_t i0, Py_ssize_t s, Py_ssize_t size,
     cdef Py_ssize_t hi = floordiv(size - 1 - i0, s) + 1
     if lo < 0:
         lo = 0
+    if lo > run:
+        lo = run
     if hi > run:
         hi = run
     if hi < lo:
