@@ -1,0 +1,8 @@
+"""``python -m ndconv``: the ``ndconv`` command (see `ndconv.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == '__main__':
+    sys.exit(main())
