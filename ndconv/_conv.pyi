@@ -1,0 +1,41 @@
+"""Stub of the compiled convolution kernels (ext/_conv.pyx).
+
+Private: the kernels trust their arguments (checked by ndconv._args and the
+engine).  Buffers are C-contiguous 1-D views of float32 or float64 arrays
+(one dtype per call); ``geo``/``lastinfo`` are packed ``intp`` geometry
+vectors.  The kernels return False when a thread could not allocate its
+scratch memory.
+"""
+
+from typing import Any, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+_FloatBuf = npt.NDArray[np.floating[Any]]
+_Geo = npt.NDArray[np.intp]
+
+__test__: dict[str, str]  # Cython's doctest table
+
+
+def select_isa(name: str = 'auto') -> Tuple[str, int, int, int]: ...
+
+
+def conv_gemm(x: _FloatBuf, w: _FloatBuf, bias: _FloatBuf, out: _FloatBuf, geo: _Geo,
+              n: int, N: int, C_in: int, C_out: int, groups: int, mode: int, tile: int,
+              cchunk: int, contiguous: bool, nthreads: int) -> bool: ...
+
+
+def conv_direct(x: _FloatBuf, w: _FloatBuf, bias: _FloatBuf, out: _FloatBuf, geo: _Geo,
+                n: int, N: int, C_in: int, C_out: int, groups: int, mode: int,
+                rows_per_item: int, nthreads: int) -> bool: ...
+
+
+def conv_grad_w(x: _FloatBuf, gy: _FloatBuf, parts: _FloatBuf, geo: _Geo, n: int, N: int,
+                C_in: int, C_out: int, groups: int, mode: int, tile: int, cchunk: int,
+                nparts: int, contiguous: bool, nthreads: int) -> bool: ...
+
+
+def conv_implicit(x: _FloatBuf, wt: _FloatBuf, bias: _FloatBuf, out: _FloatBuf, geo: _Geo,
+                  lastinfo: _Geo, n: int, N: int, C_in: int, C_out: int, groups: int,
+                  mode: int, cchunk: int, qseg: int, rows: int, nthreads: int) -> bool: ...
