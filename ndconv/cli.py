@@ -14,6 +14,7 @@
 
 import argparse
 import importlib
+import os
 import sys
 import time
 
@@ -414,4 +415,12 @@ def main(argv=None):
     """Run the ``ndconv`` command with ``argv`` (default: ``sys.argv[1:]``);
     return the exit status."""
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (``ndconv info | head -1``): stop quietly.
+        try:
+            sys.stdout = open(os.devnull, 'w')
+        except OSError:
+            pass
+        return 0

@@ -19,16 +19,19 @@ def test_info(capsys):
         assert word in out
 
 
-def test_python_dash_m_runs_the_command():
+def test_python_dash_m_runs_the_command(tmp_path):
+    # The ndconv this test imported (installed, or built in place), run from
+    # an empty directory: `python -m` puts the working directory first on
+    # sys.path, where a source tree without its compiled kernels may be.
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.abspath(ndconv.__file__)))
     env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
     res = subprocess.run([sys.executable, '-m', 'ndconv', 'info'], capture_output=True,
-                         text=True, env=env, timeout=120)
+                         text=True, env=env, cwd=tmp_path, timeout=120)
     assert res.returncode == 0, res.stderr
     assert 'OpenMP: ' in res.stdout
     res = subprocess.run([sys.executable, '-m', 'ndconv'], capture_output=True, text=True,
-                         env=env, timeout=120)
+                         env=env, cwd=tmp_path, timeout=120)
     assert res.returncode == 2 and 'usage: ndconv' in res.stderr
 
 
