@@ -317,14 +317,16 @@ def cmd_bench(args):
     if args.threads < 1 or args.repeat < 5:
         sys.stderr.write('ndconv bench: --threads must be >= 1 and --repeat >= 5\n')
         return 2
+    info = None
     if hasattr(bench, 'machine') and hasattr(bench, 'format_header'):
         info = bench.machine(args.threads, args.quick, args.repeat)
         print(bench.format_header(info, args.quick, args.repeat))
         print()
         sys.stdout.flush()
     try:
+        kwargs = {'memory': args.memory} if args.memory else {}
         rows = bench.run(args.cases, threads=args.threads, repeat=args.repeat,
-                         quick=args.quick, progress=_progress_bar())
+                         quick=args.quick, progress=_progress_bar(), **kwargs)
     except ValueError as exc:
         sys.stderr.write('ndconv bench: %s\n' % exc)
         return 2
@@ -333,6 +335,11 @@ def cmd_bench(args):
     else:
         for r in rows:
             print(r)
+    if args.json:
+        import json
+        with open(args.json, 'w') as f:
+            json.dump({'machine': info, 'rows': rows}, f, indent=1, default=str)
+        print('results written to %s' % args.json)
     if plt is not None:
         _bench_figure(plt, args.plot, rows)
         print('figure written to %s' % args.plot)
@@ -404,7 +411,13 @@ def parser():
                    help='timed calls per implementation, >= 5 (default 7)')
     s.add_argument('--cases', default=None, metavar='PATTERN',
                    help='comma-separated case names, globs or substrings')
+    s.add_argument('--memory', nargs='?', const='ndconv', default=None,
+                   choices=('ndconv', 'all'),
+                   help='also measure the peak extra memory of one call in a fresh '
+                   'subprocess (slow); "all" measures the peers too')
     s.add_argument('--list', action='store_true', help='list the cases and exit')
+    s.add_argument('--json', metavar='FILE', default=None,
+                   help='also write the header facts and the rows as JSON')
     s.add_argument('--plot', metavar='FILE.png', default=None,
                    help='write a bar chart of the times (needs matplotlib)')
     s.set_defaults(func=cmd_bench)

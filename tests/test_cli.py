@@ -108,12 +108,15 @@ def test_bench_quick(tmp_path, capsys):
     path = tmp_path / 'bench.png'
     plot = ['--plot', str(path)] if _has_matplotlib() else []
     assert cli.main(['bench', '--quick', '--repeat', '5', '--threads', '1',
-                     '--cases', case] + plot) == 0
+                     '--cases', case, '--json', str(tmp_path / 'b.json')] + plot) == 0
     captured = capsys.readouterr()
     assert case in captured.out and 'ndconv' in captured.out
     assert '1/1' in captured.err  # the progress bar
     if plot:
         assert path.read_bytes()[:4] == b'\x89PNG'
+    import json
+    with open(tmp_path / 'b.json') as f:
+        assert any(r['impl'] == 'ndconv' for r in json.load(f)['rows'])
 
 
 def test_bench_list(capsys):
