@@ -23,7 +23,7 @@ results do not depend on the thread count.
 
 from cython cimport floating
 from cython.parallel cimport prange, parallel
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -41,6 +41,14 @@ cdef extern from "ndconv_mk.h" nogil:
     void ndconv_mk_f64(int mr, Py_ssize_t K, const double* A, Py_ssize_t lda,
                        const double** ptrs, Py_ssize_t q0, double* C, Py_ssize_t ldc,
                        int init, const double* bias)
+    void ndconv_rk_f32(Py_ssize_t nrow, Py_ssize_t lq, const float* Y, Py_ssize_t ldyr,
+                       Py_ssize_t ldyi, const float** P, Py_ssize_t ldp, float* G)
+    void ndconv_rk_f64(Py_ssize_t nrow, Py_ssize_t lq, const double* Y, Py_ssize_t ldyr,
+                       Py_ssize_t ldyi, const double** P, Py_ssize_t ldp, double* G)
+    int NDCONV_RK_MR
+    int NDCONV_RK_NK
+    int ndconv_vw_f32
+    int ndconv_vw_f64
     int ndconv_mr
     int ndconv_nr_f32
     int ndconv_nr_f64
@@ -610,6 +618,88 @@ ctypedef struct Last:
     const Py_ssize_t* shift   # per tap: a[tl] - m_min
 
 
+cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
+                     Py_ssize_t c0, Py_ssize_t c1, const Py_ssize_t* j,
+                     Py_ssize_t i2min, Py_ssize_t nin, Py_ssize_t qs, Py_ssize_t lr,
+                     floating* pack, Py_ssize_t ls) noexcept nogil:
+    """Pack the input rows a block of output rows reads, for channels
+    [c0, c1): every tap combination of the axes before n - 2 (at the
+    plane's cell j), every input index i2min <= i2 < i2min + nin along axis
+    n - 2, every slot of the last axis, cells [qs, qs + lr) of the slot."""
+    cdef Py_ssize_t tk[MAXD]
+    cdef Py_ssize_t last = G.n - 1, ax2 = G.n - 2
+    cdef Py_ssize_t noo = G.tv // (G.ntaps[last] * G.ntaps[ax2])
+    cdef Py_ssize_t sl = G.in_step[last], Dl = G.in_shape[last], D2 = G.in_shape[ax2]
+    cdef Py_ssize_t c, a, too, ii, i2, sidx, base, base2
+    cdef const floating* xc
+    cdef floating* pr
+    cdef floating* dst
+    cdef bint ok
+    for c in range(c0, c1):
+        xc = xg + c * G.in_vol
+        for a in range(ax2):
+            tk[a] = 0
+        too = 0
+        while True:
+            ok = outer_base_n(G, j, tk, ax2, &base)
+            for ii in range(nin):
+                i2 = i2min + ii
+                pr = pack + (((c - c0) * noo + too) * nin + ii) * Lt.nslot * ls
+                if ok and not (i2 < 0 or i2 >= D2):
+                    base2 = base + i2 * G.in_stride[ax2]
+                elif ok and G.mode != MODE_CONSTANT:
+                    base2 = base + map_index(i2, D2, G.mode) * G.in_stride[ax2]
+                else:
+                    base2 = -1
+                for sidx in range(Lt.nslot):
+                    dst = pr + sidx * ls
+                    if base2 >= 0:
+                        copy_run(dst, xc + base2, sl * (Lt.m_min + qs) + Lt.rho[sidx],
+                                 sl, Dl, lr, G.mode)
+                    else:
+                        memset(dst, 0, lr * sizeof(floating))
+            too += 1
+            if not next_taps_n(G, tk, ax2):
+                break
+
+
+cdef inline void row_ptrs(const Geom* G, const Last* Lt, floating* pack, Py_ssize_t ls,
+                          Py_ssize_t nch, Py_ssize_t nin, Py_ssize_t i2min, Py_ssize_t jrow,
+                          const floating** ptrs) noexcept nogil:
+    """Point every reduction index (channel, taps) of output row jrow (along
+    axis n - 2) at its packed row; nch channels, in the kernel's order."""
+    cdef Py_ssize_t last = G.n - 1, ax2 = G.n - 2
+    cdef Py_ssize_t nl = G.ntaps[last], n2 = G.ntaps[ax2]
+    cdef Py_ssize_t noo = G.tv // (nl * n2)
+    cdef const Py_ssize_t* off2 = G.tap_off + G.tap_base[ax2]
+    cdef Py_ssize_t s2 = G.in_step[ax2]
+    cdef Py_ssize_t c, too, t2, tl, k = 0
+    cdef floating* pr
+    for c in range(nch):
+        for too in range(noo):
+            for t2 in range(n2):
+                pr = pack + ((c * noo + too) * nin + off2[t2] + jrow * s2 - i2min) * Lt.nslot * ls
+                for tl in range(nl):
+                    ptrs[k] = pr + Lt.slot[tl] * ls + Lt.shift[tl]
+                    k += 1
+
+
+cdef inline void block_rows_in(const Geom* G, Py_ssize_t jr0, Py_ssize_t jr1,
+                               Py_ssize_t* i2min, Py_ssize_t* nin) noexcept nogil:
+    """Input index range along axis n - 2 read by output rows [jr0, jr1)."""
+    cdef Py_ssize_t ax2 = G.n - 2, t2, lo, hi
+    cdef const Py_ssize_t* off2 = G.tap_off + G.tap_base[ax2]
+    lo = off2[0]
+    hi = off2[0]
+    for t2 in range(G.ntaps[ax2]):
+        if off2[t2] < lo:
+            lo = off2[t2]
+        if off2[t2] > hi:
+            hi = off2[t2]
+    i2min[0] = lo + jr0 * G.in_step[ax2]
+    nin[0] = hi + (jr1 - 1) * G.in_step[ax2] - i2min[0] + 1
+
+
 cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
                          const floating* wtg, const floating* bg, floating* outg,
                          Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t cchunk,
@@ -620,95 +710,35 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
     before n - 2) of one (batch, group) block; n >= 2.
 
     Each row is cut into segments of at most qseg outputs; each segment is
-    computed in channel chunks: the input rows the block reads (for every
-    channel of the chunk, every tap combination of the axes before n - 2 and
-    every input index along axis n - 2 in the block's range) are packed once,
-    then for each output row every reduction index points at its packed row
-    and the micro-kernel runs over (MR channels) x (NR outputs) blocks,
-    accumulating in acc (rows x cog x lp); last, acc is written out.
-    wtg is the group's packed kernel, (cig * tv, cog) row-major."""
+    computed in channel chunks: the input rows the block reads are packed
+    once (pack_block), then for each output row every reduction index points
+    at its packed row and the micro-kernel runs over (MR channels) x (NR
+    outputs) blocks, accumulating in acc (rows x cog x lp); last, acc is
+    written out.  wtg is the group's packed kernel, (cig * tv, cog)."""
     cdef Py_ssize_t j[MAXD]
-    cdef Py_ssize_t tk[MAXD]
     cdef Py_ssize_t last = G.n - 1, ax2 = G.n - 2
     cdef Py_ssize_t L = G.count[last], st = G.step[last]
-    cdef Py_ssize_t nl = G.ntaps[last], n2 = G.ntaps[ax2]
-    cdef Py_ssize_t sl = G.in_step[last], Dl = G.in_shape[last]
-    cdef Py_ssize_t s2 = G.in_step[ax2], D2 = G.in_shape[ax2]
-    cdef const Py_ssize_t* off2 = G.tap_off + G.tap_base[ax2]
-    cdef Py_ssize_t noo = G.tv // (nl * n2)
     cdef Py_ssize_t nrow = jr1 - jr0
-    cdef Py_ssize_t i2min, i2max, nin, ii, i2, qs, lq, lr, c0, c1, c, too, t2, tl
-    cdef Py_ssize_t sidx, base, base2, k, a, o, r, co0, mr, nblk, blk, q0, q, co
+    cdef Py_ssize_t i2min, nin, qs, lq, c0, c1, o, r, co0, mr, nblk, blk, q0, q, co
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
     cdef Py_ssize_t mrmax = ndconv_mr
     cdef floating* dst
     cdef floating* src
-    cdef floating* pr
     cdef floating* accr
-    cdef const floating* xc
-    cdef bint ok
     nblk = (cog + mrmax - 1) // mrmax
-    # input rows along axis n - 2 read by the block
-    i2min = off2[0]
-    i2max = off2[0]
-    for t2 in range(n2):
-        if off2[t2] < i2min:
-            i2min = off2[t2]
-        if off2[t2] > i2max:
-            i2max = off2[t2]
-    i2min += jr0 * s2
-    i2max += (jr1 - 1) * s2
-    nin = i2max - i2min + 1
-    # the plane's multi-index (axes before n - 2)
+    block_rows_in(G, jr0, jr1, &i2min, &nin)
     unravel(plane, G.count, G.n - 2, j)
     j[ax2] = jr0
     j[last] = 0
     qs = 0
     while qs < L:
         lq = min(qseg, L - qs)
-        lr = lq + Lt.span
         c0 = 0
         while c0 < cig:
             c1 = min(c0 + cchunk, cig)
-            # pack the input rows of channels [c0, c1)
-            for c in range(c0, c1):
-                xc = xg + c * G.in_vol
-                for a in range(ax2):
-                    tk[a] = 0
-                too = 0
-                while True:
-                    ok = outer_base_n(G, j, tk, ax2, &base)
-                    for ii in range(nin):
-                        i2 = i2min + ii
-                        pr = pack + (((c - c0) * noo + too) * nin + ii) * Lt.nslot * ls
-                        if ok and not (i2 < 0 or i2 >= D2):
-                            base2 = base + i2 * G.in_stride[ax2]
-                        elif ok and G.mode != MODE_CONSTANT:
-                            base2 = base + map_index(i2, D2, G.mode) * G.in_stride[ax2]
-                        else:
-                            base2 = -1
-                        for sidx in range(Lt.nslot):
-                            dst = pr + sidx * ls
-                            if base2 >= 0:
-                                copy_run(dst, xc + base2,
-                                         sl * (Lt.m_min + qs) + Lt.rho[sidx], sl, Dl,
-                                         lr, G.mode)
-                            else:
-                                memset(dst, 0, lr * sizeof(floating))
-                    too += 1
-                    if ax2 == 0 or not next_taps_n(G, tk, ax2):
-                        break
-            # every output row of the block
+            pack_block(G, Lt, xg, c0, c1, j, i2min, nin, qs, lq + Lt.span, pack, ls)
             for r in range(nrow):
-                k = 0
-                for c in range(c1 - c0):
-                    for too in range(noo):
-                        for t2 in range(n2):
-                            pr = pack + ((c * noo + too) * nin
-                                         + off2[t2] + (jr0 + r) * s2 - i2min) * Lt.nslot * ls
-                            for tl in range(nl):
-                                ptrs[k] = pr + Lt.slot[tl] * ls + Lt.shift[tl]
-                                k += 1
+                row_ptrs(G, Lt, pack, ls, c1 - c0, nin, i2min, jr0 + r, ptrs)
                 accr = acc + r * cog * lp
                 co0 = 0
                 for blk in range(nblk):
@@ -741,6 +771,79 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
                     for q in range(lq):
                         dst[q * st] = src[q]
         j[ax2] = jr0
+        qs += lq
+
+
+cdef void gradw_block(const Geom* G, const Last* Lt, const floating* xg,
+                      const floating* gyg, floating* gpart, Py_ssize_t cig,
+                      Py_ssize_t cog, Py_ssize_t cogp, Py_ssize_t cchunk, Py_ssize_t qseg,
+                      Py_ssize_t plane, Py_ssize_t jr0, Py_ssize_t jr1, floating* pack,
+                      Py_ssize_t ls, const floating** ptrs, Py_ssize_t ldp,
+                      const floating* zrow, floating* ybuf, Py_ssize_t lpy,
+                      floating* gt) noexcept nogil:
+    """Add the weight gradient of output rows [jr0, jr1) of one plane of one
+    (batch, group) block into gpart, (cog, cig * tv) row-major.
+
+    Same packing as implicit_block; the output gradient of the block is
+    staged in ybuf (rows x cogp x lpy, zero beyond each segment and for the
+    cogp - cog padding channels); the reduction kernel then sums, for each
+    (RK_MR channels) x (RK_NK reduction indices) block, over every row and
+    cell of the segment.  Reduction indices past the chunk point at zrow."""
+    cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t last = G.n - 1, ax2 = G.n - 2
+    cdef Py_ssize_t L = G.count[last], st = G.step[last]
+    cdef Py_ssize_t nrow = jr1 - jr0
+    cdef Py_ssize_t kw = cig * G.tv
+    cdef Py_ssize_t i2min, nin, qs, lq, c0, c1, kc, o, r, co, q, k, k0, co0, i, kk
+    cdef Py_ssize_t mrk = NDCONV_RK_MR, nk = NDCONV_RK_NK
+    cdef const floating* src
+    cdef floating* dst
+    block_rows_in(G, jr0, jr1, &i2min, &nin)
+    unravel(plane, G.count, G.n - 2, j)
+    j[last] = 0
+    qs = 0
+    while qs < L:
+        lq = min(qseg, L - qs)
+        # stage the output gradient of the segment
+        for r in range(nrow):
+            j[ax2] = jr0 + r
+            o = out_offset(G, j)
+            for co in range(cog):
+                src = gyg + co * G.out_vol + o + qs * st
+                dst = ybuf + (r * cogp + co) * lpy
+                if st == 1:
+                    memcpy(dst, src, lq * sizeof(floating))
+                else:
+                    for q in range(lq):
+                        dst[q] = src[q * st]
+                for q in range(lq, lpy):
+                    dst[q] = 0
+        j[ax2] = jr0
+        c0 = 0
+        while c0 < cig:
+            c1 = min(c0 + cchunk, cig)
+            kc = (c1 - c0) * G.tv
+            pack_block(G, Lt, xg, c0, c1, j, i2min, nin, qs, lq + Lt.span, pack, ls)
+            for r in range(nrow):
+                row_ptrs(G, Lt, pack, ls, c1 - c0, nin, i2min, jr0 + r, ptrs + r * ldp)
+                for k in range(kc, kc + nk):
+                    ptrs[r * ldp + k] = zrow
+            co0 = 0
+            while co0 < cog:
+                k0 = 0
+                while k0 < kc:
+                    if floating is float:
+                        ndconv_rk_f32(nrow, lq, ybuf + co0 * lpy, cogp * lpy, lpy,
+                                      <const float**>ptrs + k0, ldp, gt)
+                    else:
+                        ndconv_rk_f64(nrow, lq, ybuf + co0 * lpy, cogp * lpy, lpy,
+                                      <const double**>ptrs + k0, ldp, gt)
+                    for i in range(min(mrk, cog - co0)):
+                        for kk in range(min(nk, kc - k0)):
+                            gpart[(co0 + i) * kw + c0 * G.tv + k0 + kk] += gt[i * nk + kk]
+                    k0 += nk
+                co0 += mrk
+            c0 = c1
         qs += lq
 
 
@@ -784,12 +887,7 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
     Lt.shift = &lastinfo[3 + Lt.nslot + nl]
     if nitems == 0:
         return True
-    omin = G.tap_off[G.tap_base[ax2]]
-    omax = omin
-    for t2 in range(G.ntaps[ax2]):
-        omin = min(omin, G.tap_off[G.tap_base[ax2] + t2])
-        omax = max(omax, G.tap_off[G.tap_base[ax2] + t2])
-    nin = omax - omin + (rows - 1) * G.in_step[ax2] + 1
+    block_rows_in(&G, 0, rows, &omin, &nin)
     lq = min(qseg, L)
     lp = (lq + nr - 1) // nr * nr
     ls = (lq + Lt.span + nr + 15) // 16 * 16     # whole 64-byte lines
@@ -818,4 +916,88 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
         free(pack)
         free(<void*>ptrs)
         free(acc)
+    return failed == 0
+
+
+def conv_grad_w_implicit(const floating[::1] x, const floating[::1] gy, floating[::1] parts,
+                         const Py_ssize_t[::1] geo, const Py_ssize_t[::1] lastinfo,
+                         Py_ssize_t n, Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out,
+                         Py_ssize_t groups, int mode, Py_ssize_t cchunk, Py_ssize_t qseg,
+                         Py_ssize_t rows, Py_ssize_t nparts, int nthreads):
+    """Weight gradient of one phase from packed rows (n >= 2).
+
+    The work items (batch, group, plane, row block), in that order, are cut
+    into ``nparts`` fixed runs; run k adds its items, in order, into
+    ``parts[k]``, (C_out, C_in // groups * tv), which must arrive zeroed.
+    The caller adds the parts in order: the sum does not depend on the
+    thread count."""
+    cdef Geom G = _geom(geo, n, mode)
+    cdef Last Lt
+    cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
+    cdef Py_ssize_t kw = cig * G.tv
+    cdef Py_ssize_t last = n - 1, ax2 = n - 2
+    cdef Py_ssize_t L = G.count[last], nl = G.ntaps[last]
+    cdef Py_ssize_t nplanes = G.psub // (L * G.count[ax2]) if L * G.count[ax2] > 0 else 0
+    cdef Py_ssize_t nblocks = (G.count[ax2] + rows - 1) // rows
+    cdef Py_ssize_t nitems = N * groups * nplanes * nblocks
+    cdef Py_ssize_t vw = ndconv_vw_f32 if floating is float else ndconv_vw_f64
+    cdef Py_ssize_t mrk = NDCONV_RK_MR, nk = NDCONV_RK_NK
+    cdef Py_ssize_t cogp = (cog + mrk - 1) // mrk * mrk
+    cdef Py_ssize_t part, it, i0, i1, b, g, pl, jr0, ls, lq, lpy, nin, omin, packsize, ldp
+    cdef int failed = 0
+    cdef int* fail = &failed
+    cdef floating* pack
+    cdef floating* ybuf
+    cdef floating* zrow
+    cdef floating* gt
+    cdef const floating** ptrs
+    cdef const floating* xp = &x[0]
+    cdef const floating* gyp = &gy[0]
+    cdef floating* pp = &parts[0]
+    Lt.nslot = lastinfo[0]
+    Lt.m_min = lastinfo[1]
+    Lt.span = lastinfo[2]
+    Lt.rho = &lastinfo[3]
+    Lt.slot = &lastinfo[3 + Lt.nslot]
+    Lt.shift = &lastinfo[3 + Lt.nslot + nl]
+    if nitems == 0 or kw == 0:
+        return True
+    block_rows_in(&G, 0, rows, &omin, &nin)
+    lq = min(qseg, L)
+    lpy = (lq + vw - 1) // vw * vw
+    ls = (lq + Lt.span + vw + 15) // 16 * 16
+    packsize = cchunk * (G.tv // (nl * G.ntaps[ax2])) * nin * Lt.nslot * ls
+    ldp = cchunk * G.tv + nk
+    zrow = <floating*>calloc(ls, sizeof(floating))
+    if zrow == NULL:
+        return False
+    with nogil, parallel(num_threads=nthreads):
+        pack = <floating*>aligned_alloc(64, packsize * sizeof(floating))
+        if pack != NULL:
+            memset(pack, 0, packsize * sizeof(floating))
+        ptrs = <const floating**>malloc(rows * ldp * sizeof(floating*))
+        ybuf = <floating*>calloc(rows * cogp * lpy, sizeof(floating))
+        gt = <floating*>malloc(mrk * nk * sizeof(floating))
+        if pack == NULL or ptrs == NULL or ybuf == NULL or gt == NULL:
+            fail[0] = 1
+        else:
+            for part in prange(nparts, schedule='dynamic', chunksize=1):
+                i0 = part * nitems // nparts
+                i1 = (part + 1) * nitems // nparts
+                for it in range(i0, i1):
+                    b = it // (groups * nplanes * nblocks)
+                    g = (it // (nplanes * nblocks)) % groups
+                    pl = (it // nblocks) % nplanes
+                    jr0 = (it % nblocks) * rows
+                    gradw_block(&G, &Lt, xp + (b * C_in + g * cig) * G.in_vol,
+                                gyp + (b * C_out + g * cog) * G.out_vol,
+                                pp + part * C_out * kw + g * cog * kw,
+                                cig, cog, cogp, cchunk, qseg, pl, jr0,
+                                min(jr0 + rows, G.count[ax2]), pack, ls, ptrs, ldp,
+                                zrow, ybuf, lpy, gt)
+        free(pack)
+        free(<void*>ptrs)
+        free(ybuf)
+        free(gt)
+    free(zrow)
     return failed == 0

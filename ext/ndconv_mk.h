@@ -167,6 +167,179 @@ static void mk_f64_avx512(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda,
 }
 #endif
 
+
+/* ---- Reduction kernels for the weight gradient ----
+ *
+ *     G[i * RK_NK + kk] = sum_{r < nrow} sum_{q < lq} Y[r * ldyr + i * ldyi + q]
+ *                                                   * P[r * ldp + kk][q]
+ *
+ * for i < RK_MR and kk < RK_NK (the caller pads blocks with zero rows).  Y
+ * rows must be readable (and zero) up to the next multiple of the vector
+ * width; P rows are read only below lq (the tail is a masked load).
+ */
+typedef void (*rk_f32_t)(Py_ssize_t nrow, Py_ssize_t lq, const float *Y, Py_ssize_t ldyr,
+                         Py_ssize_t ldyi, const float *const *P, Py_ssize_t ldp, float *G);
+typedef void (*rk_f64_t)(Py_ssize_t nrow, Py_ssize_t lq, const double *Y, Py_ssize_t ldyr,
+                         Py_ssize_t ldyi, const double *const *P, Py_ssize_t ldp, double *G);
+
+#define NDCONV_RK_MR 4
+#define NDCONV_RK_NK 6
+
+#define NDCONV_RK_BODY(T, VT, W, LOADU, TAILLOAD, ZERO, FMADD, HSUM)            \
+    do {                                                                      \
+        VT acc[NDCONV_RK_MR][NDCONV_RK_NK];                                   \
+        _Pragma("GCC unroll 8")                                               \
+        for (int i = 0; i < NDCONV_RK_MR; i++)                                \
+            _Pragma("GCC unroll 8")                                           \
+            for (int kk = 0; kk < NDCONV_RK_NK; kk++)                         \
+                acc[i][kk] = ZERO;                                            \
+        for (Py_ssize_t r = 0; r < nrow; r++) {                               \
+            const T *y = Y + r * ldyr;                                        \
+            const T *const *p = P + r * ldp;                                  \
+            Py_ssize_t q = 0;                                                 \
+            for (; q + W <= lq; q += W) {                                     \
+                VT yv[NDCONV_RK_MR];                                          \
+                _Pragma("GCC unroll 8")                                       \
+                for (int i = 0; i < NDCONV_RK_MR; i++)                        \
+                    yv[i] = LOADU(y + i * ldyi + q);                          \
+                _Pragma("GCC unroll 8")                                       \
+                for (int kk = 0; kk < NDCONV_RK_NK; kk++) {                   \
+                    VT b = LOADU(p[kk] + q);                                  \
+                    _Pragma("GCC unroll 8")                                   \
+                    for (int i = 0; i < NDCONV_RK_MR; i++)                    \
+                        acc[i][kk] = FMADD(yv[i], b, acc[i][kk]);             \
+                }                                                             \
+            }                                                                 \
+            if (q < lq) {                                                     \
+                Py_ssize_t rem = lq - q;                                      \
+                VT yv[NDCONV_RK_MR];                                          \
+                _Pragma("GCC unroll 8")                                       \
+                for (int i = 0; i < NDCONV_RK_MR; i++)                        \
+                    yv[i] = LOADU(y + i * ldyi + q);                          \
+                _Pragma("GCC unroll 8")                                       \
+                for (int kk = 0; kk < NDCONV_RK_NK; kk++) {                   \
+                    VT b = TAILLOAD(p[kk] + q, rem);                          \
+                    _Pragma("GCC unroll 8")                                   \
+                    for (int i = 0; i < NDCONV_RK_MR; i++)                    \
+                        acc[i][kk] = FMADD(yv[i], b, acc[i][kk]);             \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+        _Pragma("GCC unroll 8")                                               \
+        for (int i = 0; i < NDCONV_RK_MR; i++)                                \
+            _Pragma("GCC unroll 8")                                           \
+            for (int kk = 0; kk < NDCONV_RK_NK; kk++)                         \
+                G[i * NDCONV_RK_NK + kk] = HSUM(acc[i][kk]);                  \
+    } while (0)
+
+static inline ndconv_v4f ndconv_tail4f(const float *p, Py_ssize_t rem)
+{
+    ndconv_v4f v = {0, 0, 0, 0};
+    for (Py_ssize_t i = 0; i < rem && i < 4; i++) v[i] = p[i];
+    return v;
+}
+static inline ndconv_v2d ndconv_tail2d(const double *p, Py_ssize_t rem)
+{
+    ndconv_v2d v = {0, 0};
+    for (Py_ssize_t i = 0; i < rem && i < 2; i++) v[i] = p[i];
+    return v;
+}
+static inline float ndconv_hsum4f(ndconv_v4f v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+static inline double ndconv_hsum2d(ndconv_v2d v) { return v[0] + v[1]; }
+
+static void rk_f32_generic(Py_ssize_t nrow, Py_ssize_t lq, const float *Y, Py_ssize_t ldyr,
+                           Py_ssize_t ldyi, const float *const *P, Py_ssize_t ldp, float *G)
+{
+    const ndconv_v4f zero = {0, 0, 0, 0};
+    NDCONV_RK_BODY(float, ndconv_v4f, 4, ndconv_ld4f, ndconv_tail4f, zero, ndconv_fma4f, ndconv_hsum4f);
+}
+
+static void rk_f64_generic(Py_ssize_t nrow, Py_ssize_t lq, const double *Y, Py_ssize_t ldyr,
+                           Py_ssize_t ldyi, const double *const *P, Py_ssize_t ldp, double *G)
+{
+    const ndconv_v2d zero = {0, 0};
+    NDCONV_RK_BODY(double, ndconv_v2d, 2, ndconv_ld2d, ndconv_tail2d, zero, ndconv_fma2d, ndconv_hsum2d);
+}
+
+#ifdef NDCONV_X86
+__attribute__((target("avx2,fma")))
+static inline __m256i ndconv_mask8(Py_ssize_t rem)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+__attribute__((target("avx2,fma")))
+static inline __m256 ndconv_tail8f(const float *p, Py_ssize_t rem) { return _mm256_maskload_ps(p, ndconv_mask8(rem)); }
+__attribute__((target("avx2,fma")))
+static inline __m256d ndconv_tail4d(const double *p, Py_ssize_t rem)
+{
+    __m256i m = _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)rem), _mm256_setr_epi64x(0, 1, 2, 3));
+    return _mm256_maskload_pd(p, m);
+}
+__attribute__((target("avx2,fma")))
+static inline float ndconv_hsum8f(__m256 v)
+{
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_shuffle_ps(a, a, 1));
+    return _mm_cvtss_f32(a);
+}
+__attribute__((target("avx2,fma")))
+static inline double ndconv_hsum4d(__m256d v)
+{
+    __m128d a = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    a = _mm_add_sd(a, _mm_unpackhi_pd(a, a));
+    return _mm_cvtsd_f64(a);
+}
+
+__attribute__((target("avx2,fma")))
+static void rk_f32_avx2(Py_ssize_t nrow, Py_ssize_t lq, const float *Y, Py_ssize_t ldyr,
+                        Py_ssize_t ldyi, const float *const *P, Py_ssize_t ldp, float *G)
+{
+    NDCONV_RK_BODY(float, __m256, 8, _mm256_loadu_ps, ndconv_tail8f, _mm256_setzero_ps(),
+                   _mm256_fmadd_ps, ndconv_hsum8f);
+}
+
+__attribute__((target("avx2,fma")))
+static void rk_f64_avx2(Py_ssize_t nrow, Py_ssize_t lq, const double *Y, Py_ssize_t ldyr,
+                        Py_ssize_t ldyi, const double *const *P, Py_ssize_t ldp, double *G)
+{
+    NDCONV_RK_BODY(double, __m256d, 4, _mm256_loadu_pd, ndconv_tail4d, _mm256_setzero_pd(),
+                   _mm256_fmadd_pd, ndconv_hsum4d);
+}
+
+__attribute__((target("avx512f,fma")))
+static inline __m512 ndconv_tail16f(const float *p, Py_ssize_t rem)
+{
+    return _mm512_maskz_loadu_ps((__mmask16)((1u << rem) - 1u), p);
+}
+__attribute__((target("avx512f,fma")))
+static inline __m512d ndconv_tail8d(const double *p, Py_ssize_t rem)
+{
+    return _mm512_maskz_loadu_pd((__mmask8)((1u << rem) - 1u), p);
+}
+
+__attribute__((target("avx512f,fma")))
+static void rk_f32_avx512(Py_ssize_t nrow, Py_ssize_t lq, const float *Y, Py_ssize_t ldyr,
+                          Py_ssize_t ldyi, const float *const *P, Py_ssize_t ldp, float *G)
+{
+    NDCONV_RK_BODY(float, __m512, 16, _mm512_loadu_ps, ndconv_tail16f, _mm512_setzero_ps(),
+                   _mm512_fmadd_ps, _mm512_reduce_add_ps);
+}
+
+__attribute__((target("avx512f,fma")))
+static void rk_f64_avx512(Py_ssize_t nrow, Py_ssize_t lq, const double *Y, Py_ssize_t ldyr,
+                          Py_ssize_t ldyi, const double *const *P, Py_ssize_t ldp, double *G)
+{
+    NDCONV_RK_BODY(double, __m512d, 8, _mm512_loadu_pd, ndconv_tail8d, _mm512_setzero_pd(),
+                   _mm512_fmadd_pd, _mm512_reduce_add_pd);
+}
+#endif
+
+static rk_f32_t ndconv_rk_f32 = rk_f32_generic;
+static rk_f64_t ndconv_rk_f64 = rk_f64_generic;
+static int ndconv_vw_f32 = 4;     /* vector width of the reduction kernels */
+static int ndconv_vw_f64 = 2;
+
 /* The selected kernels and their block sizes. */
 static mk_f32_t ndconv_mk_f32 = mk_f32_generic;
 static mk_f64_t ndconv_mk_f64 = mk_f64_generic;
@@ -188,6 +361,10 @@ static const char *ndconv_mk_select(const char *name)
     ndconv_nr_f32 = NDCONV_NR_F32_GENERIC;
     ndconv_nr_f64 = NDCONV_NR_F64_GENERIC;
     ndconv_isa = "generic";
+    ndconv_rk_f32 = rk_f32_generic;
+    ndconv_rk_f64 = rk_f64_generic;
+    ndconv_vw_f32 = 4;
+    ndconv_vw_f64 = 2;
 #ifdef NDCONV_X86
     __builtin_cpu_init();
     if (want512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
@@ -197,6 +374,10 @@ static const char *ndconv_mk_select(const char *name)
         ndconv_nr_f32 = 32;
         ndconv_nr_f64 = 16;
         ndconv_isa = "avx512";
+        ndconv_rk_f32 = rk_f32_avx512;
+        ndconv_rk_f64 = rk_f64_avx512;
+        ndconv_vw_f32 = 16;
+        ndconv_vw_f64 = 8;
     } else if (want2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         ndconv_mk_f32 = mk_f32_avx2;
         ndconv_mk_f64 = mk_f64_avx2;
@@ -204,6 +385,10 @@ static const char *ndconv_mk_select(const char *name)
         ndconv_nr_f32 = 16;
         ndconv_nr_f64 = 8;
         ndconv_isa = "avx2";
+        ndconv_rk_f32 = rk_f32_avx2;
+        ndconv_rk_f64 = rk_f64_avx2;
+        ndconv_vw_f32 = 8;
+        ndconv_vw_f64 = 4;
     }
 #endif
     return ndconv_isa;

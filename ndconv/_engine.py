@@ -139,46 +139,73 @@ def _threads_for(work):
     return 1 if work < _SERIAL_WORK else get_num_threads()
 
 
-def _implicit(xf, wt, bias, of, geo, n, taps, count, N, C_in, C_out, groups, mode,
-              tv, itemsize, nthreads):
-    """Run one phase through conv_implicit, choosing its blocking.
+def _as_2d(geo, taps, count):
+    """A 1-D phase as a 2-D one with a singleton first axis (one code path)."""
+    g = [int(v) for v in geo]
+    geo2 = np.array([1, g[0], g[0], 1, 1, g[2], 0, g[3], 1, g[4], g[5], 1, 1, g[6],
+                     1, g[7], 0, 1, g[9], 0] + g[10:], dtype=np.intp)
+    return geo2, ([0],) + tuple(taps), (1,) + tuple(count)
 
-    The channel chunk and row-block budget depend on the shapes alone; only
-    the row-block length is then cut for parallelism, which changes no
-    result (each output is summed the same way whatever the blocking)."""
-    if n == 1:
-        # one code path: a 1-D problem is a 2-D one with a singleton axis
-        n2 = 2
-        in_shape = [1, int(geo[0])]
-        geo = np.array(in_shape + [int(geo[1]), 1] + [1, int(geo[2])] + [0, int(geo[3])]
-                       + [1, int(geo[4])] + [int(geo[5]), 1] + [1, int(geo[6])]
-                       + [1, int(geo[7])] + [0, 1] + [int(geo[9])] + [0]
-                       + [int(o) for o in geo[10:]], dtype=np.intp)
-        taps = ([0],) + tuple(taps)
-        count = (1,) + tuple(count)
-        n = n2
-    cig = C_in // groups
+
+def _blocking(geo, n, taps, count, cig, tv, itemsize, planes):
+    """Packed-row layout, channel chunk, row segment and the longest row
+    block along axis n - 2 that keeps the packs within _PACK_BYTES; all
+    from the shapes alone."""
     info, cchunk, qseg = _last_axis_info(geo, n, taps, cig, tv, itemsize)
     nl, n2 = len(taps[-1]), len(taps[-2])
     noo = tv // (nl * n2)
     s2 = int(geo[7 * n - 2])
     offs2 = [int(o) for o in geo[len(geo) - nl - n2:len(geo) - nl]]
     span2 = max(offs2) - min(offs2)
-    nslot = int(info[0])
     ls = qseg + int(info[2]) + 48
-    per_row_in = noo * nslot * ls * itemsize          # one channel, one input row
-    rows_max = count[-2]
-    while rows_max > 1 and cchunk * per_row_in * (span2 + (rows_max - 1) * s2 + 1) > _PACK_BYTES:
-        rows_max = (rows_max + 1) // 2
+    per_row_in = noo * int(info[0]) * ls * itemsize   # one channel, one input row
+    rows = count[-2]
+    while rows > 1 and cchunk * per_row_in * (span2 + (rows - 1) * s2 + 1) > _PACK_BYTES:
+        rows = (rows + 1) // 2
     while cchunk > 1 and cchunk * per_row_in * (span2 + 1) > _PACK_BYTES:
         cchunk = (cchunk + 1) // 2
-    # enough work items for the threads
+    return info, cchunk, qseg, rows
+
+
+def _implicit(xf, wt, bias, of, geo, n, taps, count, N, C_in, C_out, groups, mode,
+              tv, itemsize, nthreads):
+    """Run one phase through conv_implicit.  The row block is then cut for
+    parallelism, which changes no result (each output is summed the same
+    way whatever the blocking)."""
+    if n == 1:
+        geo, taps, count = _as_2d(geo, taps, count)
+        n = 2
     planes = N * groups * math.prod(count[:-2])
-    rows = rows_max
+    info, cchunk, qseg, rows = _blocking(geo, n, taps, count, C_in // groups, tv,
+                                         itemsize, planes)
     while rows > 1 and planes * (-(-count[-2] // rows)) < 4 * nthreads:
         rows = (rows + 1) // 2
     return _conv.conv_implicit(xf, wt, bias, of, geo, info, n, N, C_in, C_out, groups,
                                mode, cchunk, qseg, rows, nthreads)
+
+
+def _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out, groups, tv,
+                     itemsize, dtype, nthreads):
+    """Weight gradient of one phase through conv_grad_w_implicit; returns the
+    (C_out, C_in // groups * tv) sum.  Row blocks and parts depend on the
+    shapes alone, so the sum does too."""
+    if n == 1:
+        geo, taps, count = _as_2d(geo, taps, count)
+        n = 2
+    planes = N * groups * math.prod(count[:-2])
+    cig = C_in // groups
+    info, cchunk, qseg, rows = _blocking(geo, n, taps, count, cig, tv, itemsize, planes)
+    while rows > 1 and planes * (-(-count[-2] // rows)) < 16:
+        rows = (rows + 1) // 2
+    nitems = planes * (-(-count[-2] // rows))
+    kw = cig * tv
+    nparts = max(1, min(nitems, 16, _PART_BYTES // (C_out * kw * itemsize)))
+    parts = np.zeros((nparts, C_out, kw), dtype)
+    ok = _conv.conv_grad_w_implicit(xf, gyf, parts.reshape(-1), geo, info, n, N, C_in,
+                                    C_out, groups, 0, cchunk, qseg, rows, nparts, nthreads)
+    if not ok:
+        raise MemoryError('ndconv could not allocate its per-thread workspace')
+    return np.add.reduce(parts, axis=0)
 
 
 def _use_direct(cig, cog, tv, kw, itemsize):
@@ -264,18 +291,22 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups)
             if tv == 0:
                 continue
             kw = cig * tv
-            psub = math.prod(count)
-            tile, cchunk = _gemm_tile(kw, tv, cig, psub, itemsize)
-            nitems = N * groups * (-(-psub // tile))
-            # Fixed by the shapes alone, never by the thread count.
-            nparts = max(1, min(nitems, 16, _PART_BYTES // (C_out * kw * itemsize)))
-            parts = np.zeros((nparts, C_out, kw), gy.dtype)
-            ok = _conv.conv_grad_w(xf, gyf, parts.reshape(-1), geo, n, N, C_in,
-                                   C_out, groups, 0, tile, cchunk, nparts,
-                                   contiguous and gy[0, 0].size <= _INT_MAX, nthreads)
-            if not ok:
-                raise MemoryError('ndconv could not allocate its per-thread workspace')
-            gsub = np.add.reduce(parts, axis=0)
+            if METHOD == 'implicit':
+                gsub = _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out,
+                                        groups, tv, itemsize, gy.dtype, nthreads)
+            else:
+                psub = math.prod(count)
+                tile, cchunk = _gemm_tile(kw, tv, cig, psub, itemsize)
+                nitems = N * groups * (-(-psub // tile))
+                # Fixed by the shapes alone, never by the thread count.
+                nparts = max(1, min(nitems, 16, _PART_BYTES // (C_out * kw * itemsize)))
+                parts = np.zeros((nparts, C_out, kw), gy.dtype)
+                ok = _conv.conv_grad_w(xf, gyf, parts.reshape(-1), geo, n, N, C_in,
+                                       C_out, groups, 0, tile, cchunk, nparts,
+                                       contiguous and gy[0, 0].size <= _INT_MAX, nthreads)
+                if not ok:
+                    raise MemoryError('ndconv could not allocate its per-thread workspace')
+                gsub = np.add.reduce(parts, axis=0)
             gW[np.ix_(range(C_out), range(cig), *taps)] += gsub.reshape(
                 (C_out, cig) + tuple(len(t) for t in taps))
     return gW
