@@ -27,6 +27,16 @@ def get_num_threads():
     The default follows ``OMP_NUM_THREADS``, else the number of cores.
     ``set_num_threads`` changes it for the whole process, and
     ``threadpoolctl.threadpool_limits`` limits it within its block.
+
+    Returns
+    -------
+    n : int
+
+    Examples
+    --------
+    >>> import ndconv
+    >>> ndconv.get_num_threads() >= 1
+    True
     """
     if _user_threads is not None and threading.get_ident() != _user_thread_id:
         return _user_threads
@@ -34,7 +44,27 @@ def get_num_threads():
 
 
 def set_num_threads(n):
-    """Set the number of OpenMP threads used by the kernels (``n >= 1``)."""
+    """Set the number of OpenMP threads used by the kernels.
+
+    Parameters
+    ----------
+    n : int
+        At least 1.  Results are bitwise the same for every ``n``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-int or an ``n`` below 1.
+
+    Examples
+    --------
+    >>> import ndconv
+    >>> before = ndconv.get_num_threads()
+    >>> ndconv.set_num_threads(1)
+    >>> ndconv.get_num_threads()
+    1
+    >>> ndconv.set_num_threads(before)
+    """
     global _user_threads, _user_thread_id
     n = _args.as_int(n, 'n')
     if n < 1:
@@ -118,7 +148,17 @@ def blas_description():
 
 
 def show_config():
-    """Print the version, OpenMP status, thread count and BLAS, one per line."""
+    """Print the version, OpenMP status, thread count and BLAS, one per line.
+
+    Examples
+    --------
+    >>> import ndconv
+    >>> ndconv.show_config()  # doctest: +ELLIPSIS
+    ndconv ...
+    OpenMP: ...
+    threads: ...
+    BLAS: ...
+    """
     from . import __version__
     print('ndconv %s' % __version__)
     print('OpenMP: %s' % ('on' if _runtime.HAVE_OPENMP else 'off'))
