@@ -19,6 +19,12 @@ PAD_MODE_CODES = {name: code for code, name in enumerate(PAD_MODES)}
 # is refused before allocating, instead of being left to the OOM killer.
 _MAX_BYTES = None
 
+# Largest span (in cells) of one axis' geometry: padded input, kernel extent,
+# strides.  The kernels index with 64-bit ints, so every offset they form
+# must stay well inside int64; anything beyond this is refused (ValueError)
+# rather than left to overflow.
+MAX_EXTENT = 1 << 62
+
 
 def _axis_name(name, axis):
     return name if axis is None else '%s[%d]' % (name, axis)
@@ -175,11 +181,24 @@ def deconv_string_pads(pad, ksize, stride, dilate):
     return tuple(pairs)
 
 
+def _too_large(i, total, D, k, s, lo, hi, d, r=None):
+    """Refuse an axis whose geometry would overflow the kernels' 64-bit
+    offsets (absurd strides, pads, dilations or sizes)."""
+    if total > MAX_EXTENT:
+        rtext = '' if r is None else ', input_dilate %d' % r
+        raise ValueError(
+            'axis %d is too large to compute: input size %d, ksize %d, stride %d, '
+            'pad %r, dilate %d%s span %d cells, more than 2**62'
+            % (i, D, k, s, (lo, hi), d, rtext, total))
+
+
 def conv_out_shape(sizes, ksize, stride, pads, cover_all, dilate, input_dilate,
                    what='output'):
     out = []
     for i, (D, k, s, (lo, hi), d, r) in enumerate(
             zip(sizes, ksize, stride, pads, dilate, input_dilate)):
+        _too_large(i, (D - 1) * r + 1 + lo + hi + extent(k, d) + s * r + s,
+                   D, k, s, lo, hi, d, r)
         o = conv_axis_size(D, k, s, lo, hi, cover_all, d, r)
         if o < 1:
             raise ValueError(
@@ -204,6 +223,8 @@ def transposed_out_shape(sizes, ksize, stride, pads, dilate, outsize,
     """
     out = []
     for i, (D, k, s, (lo, hi), d) in enumerate(zip(sizes, ksize, stride, pads, dilate)):
+        _too_large(i, s * (D - 1) + 1 + 2 * extent(k, d) + lo + hi + 2 * s,
+                   D, k, s, lo, hi, d)
         default = deconv_axis_size(D, k, s, lo, hi, d)
         low = default - (s - 1) if True in cover_all else default
         high = default + (s - 1) if False in cover_all else default
@@ -296,17 +317,37 @@ def check_out(out, shape, dtype, inputs):
     return out
 
 
-def check_size(shape, itemsize, what='result'):
-    """Refuse, before allocating, a result that cannot fit in memory."""
+def check_size(shape, itemsize, what='result', extra=0):
+    """Refuse, before allocating, a result that cannot fit in memory.
+
+    ``extra`` is the other memory the call needs besides the result (its
+    workspace: compute copies of the inputs, a float32 result computed for
+    float16); the sum must fit.
+    """
     count = 1
     for s in shape:
         count *= int(s)
     nbytes = count * itemsize
     limit = max_bytes()
-    if nbytes > limit:
+    if nbytes + extra > limit:
+        if extra:
+            raise MemoryError(
+                'the %s of shape %s needs %d bytes and a workspace of %d bytes, '
+                'more than this machine can hold (%d bytes)'
+                % (what, tuple(shape), nbytes, extra, limit))
         raise MemoryError('the %s of shape %s needs %d bytes, more than this '
                           'machine can hold (%d bytes)' % (what, tuple(shape), nbytes, limit))
     return count
+
+
+def copy_bytes(arrays, dtype):
+    """Bytes of the C-contiguous ``dtype`` copies `as_compute` will make."""
+    dtype = np.dtype(dtype)
+    total = 0
+    for a in arrays:
+        if a is not None and not (a.flags.c_contiguous and a.dtype == dtype):
+            total += a.size * dtype.itemsize
+    return total
 
 
 def max_bytes():

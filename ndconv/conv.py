@@ -40,9 +40,16 @@ def _finish(res, out, rt):
     return res if res.dtype == rt else res.astype(rt)
 
 
-def _result(shape, rt, ct, out, inputs):
+def _result(shape, rt, ct, out, inputs, extra=0):
+    """Check ``out`` and the memory the call needs; the array to compute into.
+
+    The workspace counted besides the result: the compute copies of the
+    inputs, ``extra`` bytes more, and the float32 result of a float16 call."""
     out = A.check_out(out, shape, rt, inputs)
-    A.check_size(shape, ct.itemsize)
+    extra += A.copy_bytes(inputs, ct)
+    if rt != ct:
+        extra += int(np.prod(shape, dtype=object)) * rt.itemsize
+    A.check_size(shape, ct.itemsize, extra=extra)
     res = out if (out is not None and rt == ct) else np.empty(shape, ct)
     return out, res
 
@@ -214,7 +221,9 @@ def deconvolution_nd(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1,
     out_sp = A.transposed_out_shape(x.shape[2:], ksize, stride, pads, dilate,
                                     outsize, fixed=fixed)
     rt, ct = A.result_dtype(x, W, b)
-    out, res = _result((N, C_out) + out_sp, rt, ct, out, (x, W, b))
+    # The flipped, regrouped copy of W is workspace too.
+    out, res = _result((N, C_out) + out_sp, rt, ct, out, (x, W, b),
+                       extra=W.size * ct.itemsize)
     cig, cog = C_in // g, W.shape[1]
     Wc = A.as_compute(W, ct).reshape((g, cig, cog) + ksize).swapaxes(1, 2)
     Wc = Wc.reshape((C_out, cig) + ksize)[(slice(None),) * 2 + (slice(None, None, -1),) * n]
@@ -274,7 +283,8 @@ def convolution_nd_grad_W(x, gy, ksize, stride=1, pad=0, cover_all=False,
         raise ValueError('gy must have spatial shape %s (the convolution output), '
                          'got %s' % (out_sp, gy.shape[2:]))
     rt, ct = A.result_dtype(x, gy)
-    A.check_size((C_out, C_in // g) + ksize, ct.itemsize, 'weight gradient')
+    A.check_size((C_out, C_in // g) + ksize, ct.itemsize, 'weight gradient',
+                 extra=A.copy_bytes((x, gy), ct))
     gW = correlate_grad_w(A.as_compute(x, ct), A.as_compute(gy, ct), ksize, stride,
                            dilate, input_dilate, [lo for lo, _ in pads], g)
     return gW.astype(rt, copy=False)
@@ -287,6 +297,8 @@ def _sizes_arg(size):
     if not A._is_sequence(size):
         raise TypeError('size must be a sequence of ints (one per spatial axis), got %r'
                         % (size,))
+    if len(size) == 0:
+        raise ValueError('size must have at least one spatial axis, got %r' % (size,))
     return A.int_tuple(size, len(size), 'size')
 
 
