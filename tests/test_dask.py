@@ -402,8 +402,10 @@ def test_distributed_local_cluster(rng, processes):
     distributed = pytest.importorskip('distributed')
     x = rng.standard_normal((2, 1, 24, 32, 40)).astype(np.float32)
     lazy, ref = _pipeline(x)
+    # In-process workers would measure the whole test process against their
+    # limit (and pause), so only worker processes get a small one.
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=processes,
-                                  memory_limit='1GiB' if processes else 0,
+                                  memory_limit='512MiB' if processes else 0,
                                   dashboard_address=':0') as cluster, \
             distributed.Client(cluster) as client:
         got = client.compute(list(lazy), sync=True)
