@@ -39,3 +39,9 @@ def conv_grad_w(x: _FloatBuf, gy: _FloatBuf, parts: _FloatBuf, geo: _Geo, n: int
 def conv_implicit(x: _FloatBuf, wt: _FloatBuf, bias: _FloatBuf, out: _FloatBuf, geo: _Geo,
                   lastinfo: _Geo, n: int, N: int, C_in: int, C_out: int, groups: int,
                   mode: int, cchunk: int, qseg: int, rows: int, nthreads: int) -> bool: ...
+
+
+def conv_grad_w_implicit(x: _FloatBuf, gy: _FloatBuf, parts: _FloatBuf, geo: _Geo,
+                         lastinfo: _Geo, n: int, N: int, C_in: int, C_out: int, groups: int,
+                         mode: int, cchunk: int, qseg: int, rows: int, nparts: int,
+                         nthreads: int) -> bool: ...

@@ -56,8 +56,11 @@ def test_stub_signatures_match_the_runtime(module):
     if public is None:
         public = [n for n in dir(mod) if not n.startswith('_') and callable(getattr(mod, n))
                   and not inspect.isclass(getattr(mod, n))]
-    assert sorted(n for n in public if callable(getattr(mod, n))) == sorted(stub), \
-        'the stub and the module define different functions'
+    runtime = sorted(n for n in public if callable(getattr(mod, n)))
+    assert runtime == sorted(stub), (
+        'ndconv/%s is out of step with %s: functions missing from the stub: %s; '
+        'in the stub only: %s' % (STUBS[module], module, sorted(set(runtime) - set(stub)),
+                                  sorted(set(stub) - set(runtime))))
     for name, (positional, keyword) in stub.items():
         sig = inspect.signature(getattr(mod, name))
         pos = [p.name for p in sig.parameters.values()
