@@ -237,7 +237,7 @@ def cmd_demo(args):
     res2, ms = st.run('2d', lambda: nd.convolution_nd(img, w2[None, None], **kw))
     e = _err(res2[0, 0], ref_conv2d(img[0, 0], w2, kw['stride'], kw['input_dilate'],
                                     kw['pad']))
-    st.report('2-D image: convolution_nd (100, 100) -> (50, 200)', res2.shape, ms,
+    st.report('2-D: convolution_nd, (100, 100) -> (50, 200)', res2.shape, ms,
               'err %.1e vs zeros inserted + pad + windows' % e, e < tol)
     print('  (ksize 4, stride (2, 1), input_dilate (1, 2), pad ((1, 1), (2, 2)))')
 
