@@ -134,7 +134,9 @@ def test_bad_arguments():
 
 
 def test_runner_script_with_memory():
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    # the runner finds ndconv itself: the in-place build of a checkout, else
+    # the installed package (a clean clone has no build beside the script)
+    env = dict(os.environ)
     p = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'run.py'),
                         '--quick', '--repeat', '5', '--cases', 'conv3d_32ch', '--memory'],
                        capture_output=True, text=True, env=env, timeout=300)
