@@ -847,31 +847,50 @@ cdef void gradw_block(const Geom* G, const Last* Lt, const floating* xg,
         qs += lq
 
 
-def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[::1] bias,
-                  floating[::1] out, const Py_ssize_t[::1] geo,
-                  const Py_ssize_t[::1] lastinfo, Py_ssize_t n,
-                  Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t groups,
-                  int mode, Py_ssize_t cchunk, Py_ssize_t qseg, Py_ssize_t rows,
-                  int nthreads):
-    """One phase by implicit GEMM (n >= 2).
+ctypedef struct Phase:
+    Geom G
+    Last Lt
+    Py_ssize_t wt_off       # where the phase's packed kernel starts in wt
+    Py_ssize_t cchunk, qseg, rows
+    Py_ssize_t nplanes, nblocks, first   # work items: [first, first + N*groups*nplanes*nblocks)
+    Py_ssize_t ls, lp
 
-    ``wt`` is the phase kernel packed as (groups, C_in // groups * tv,
-    C_out // groups); ``lastinfo`` is [nslot, m_min, span, rho[nslot],
-    slot[ntaps_last], shift[ntaps_last]] (see Last); ``rows`` output rows
-    along axis n - 2 make one work item."""
-    cdef Geom G = _geom(geo, n, mode)
+
+cdef inline Last _last(const Py_ssize_t* info, Py_ssize_t nl) noexcept nogil:
     cdef Last Lt
+    Lt.nslot = info[0]
+    Lt.m_min = info[1]
+    Lt.span = info[2]
+    Lt.rho = info + 3
+    Lt.slot = info + 3 + Lt.nslot
+    Lt.shift = info + 3 + Lt.nslot + nl
+    return Lt
+
+
+def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[::1] bias,
+                  floating[::1] out, const Py_ssize_t[::1] geos,
+                  const Py_ssize_t[::1] infos, const Py_ssize_t[::1] table,
+                  Py_ssize_t n, Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out,
+                  Py_ssize_t groups, int mode, int nthreads):
+    """Every phase of a correlation by implicit GEMM (n >= 2), in one
+    parallel region.
+
+    ``table`` has one row of 6 per phase: offsets of its geometry in
+    ``geos``, of its last-axis layout in ``infos`` ([nslot, m_min, span,
+    rho[nslot], slot[ntaps_last], shift[ntaps_last]], see Last) and of its
+    packed kernel in ``wt`` ((groups, C_in // groups * tv, C_out // groups));
+    then its channel chunk, row segment and row-block length (output rows
+    along axis n - 2 in one work item).  Work items of all phases share one
+    dynamic schedule; each writes its own output cells."""
+    cdef Py_ssize_t nph = table.shape[0] // 6
     cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
-    cdef Py_ssize_t last = n - 1, ax2 = n - 2
-    cdef Py_ssize_t L = G.count[last], nl = G.ntaps[last]
-    cdef Py_ssize_t nplanes = G.psub // (L * G.count[ax2]) if L * G.count[ax2] > 0 else 0
-    cdef Py_ssize_t nblocks = (G.count[ax2] + rows - 1) // rows
-    cdef Py_ssize_t nitems = N * groups * nplanes * nblocks
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
-    cdef Py_ssize_t it, b, g, pl, jr0, ls, lp, lq, nin, t2, packsize
-    cdef Py_ssize_t omin, omax
+    cdef Py_ssize_t p, it, b, g, pl, jr0, lq, nin, i2min, nitems = 0, cnt
+    cdef Py_ssize_t packmax = 1, ptrmax = 1, accmax = 1, per
     cdef int failed = 0
     cdef int* fail = &failed
+    cdef Phase* ph
+    cdef Phase* P
     cdef floating* pack
     cdef floating* acc
     cdef const floating** ptrs
@@ -879,43 +898,63 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
     cdef const floating* wp = &wt[0]
     cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
     cdef floating* op = &out[0]
-    Lt.nslot = lastinfo[0]
-    Lt.m_min = lastinfo[1]
-    Lt.span = lastinfo[2]
-    Lt.rho = &lastinfo[3]
-    Lt.slot = &lastinfo[3 + Lt.nslot]
-    Lt.shift = &lastinfo[3 + Lt.nslot + nl]
-    if nitems == 0:
+    if nph == 0:
         return True
-    block_rows_in(&G, 0, rows, &omin, &nin)
-    lq = min(qseg, L)
-    lp = (lq + nr - 1) // nr * nr
-    ls = (lq + Lt.span + nr + 15) // 16 * 16     # whole 64-byte lines
-    packsize = cchunk * (G.tv // (nl * G.ntaps[ax2])) * nin * Lt.nslot * ls
-    with nogil, parallel(num_threads=nthreads):
-        pack = <floating*>aligned_alloc(64, packsize * sizeof(floating))
-        if pack != NULL:
-            memset(pack, 0, packsize * sizeof(floating))
-        ptrs = <const floating**>malloc(cchunk * G.tv * sizeof(floating*))
-        acc = <floating*>malloc(rows * cog * lp * sizeof(floating))
-        if pack == NULL or ptrs == NULL or acc == NULL:
-            fail[0] = 1
-        else:
-            for it in prange(nitems, schedule='dynamic', chunksize=1):
-                b = it // (groups * nplanes * nblocks)
-                g = (it // (nplanes * nblocks)) % groups
-                pl = (it // nblocks) % nplanes
-                jr0 = (it % nblocks) * rows
-                implicit_block(&G, &Lt, xp + (b * C_in + g * cig) * G.in_vol,
-                               wp + g * cig * G.tv * cog,
-                               bp + g * cog if bp != NULL else NULL,
-                               op + (b * C_out + g * cog) * G.out_vol,
-                               cig, cog, cchunk, qseg, pl, jr0,
-                               min(jr0 + rows, G.count[ax2]),
-                               pack, ls, ptrs, acc, lp)
-        free(pack)
-        free(<void*>ptrs)
-        free(acc)
+    ph = <Phase*>malloc(nph * sizeof(Phase))
+    if ph == NULL:
+        return False
+    for p in range(nph):
+        P = &ph[p]
+        P.G = _geom(geos[table[6 * p]:], n, mode)
+        P.Lt = _last(&infos[table[6 * p + 1]], P.G.ntaps[n - 1])
+        P.wt_off = table[6 * p + 2]
+        P.cchunk = table[6 * p + 3]
+        P.qseg = table[6 * p + 4]
+        P.rows = table[6 * p + 5]
+        cnt = P.G.count[n - 1] * P.G.count[n - 2]
+        P.nplanes = P.G.psub // cnt if cnt > 0 else 0
+        P.nblocks = (P.G.count[n - 2] + P.rows - 1) // P.rows
+        P.first = nitems
+        nitems += N * groups * P.nplanes * P.nblocks
+        lq = min(P.qseg, P.G.count[n - 1])
+        P.lp = (lq + nr - 1) // nr * nr
+        P.ls = (lq + P.Lt.span + nr + 15) // 16 * 16     # whole 64-byte lines
+        block_rows_in(&P.G, 0, P.rows, &i2min, &nin)
+        per = P.cchunk * (P.G.tv // (P.G.ntaps[n - 1] * P.G.ntaps[n - 2])) * nin * P.Lt.nslot * P.ls
+        packmax = max(packmax, per)
+        ptrmax = max(ptrmax, P.cchunk * P.G.tv)
+        accmax = max(accmax, P.rows * cog * P.lp)
+    if nitems > 0:
+        with nogil, parallel(num_threads=nthreads):
+            pack = <floating*>aligned_alloc(64, packmax * sizeof(floating))
+            if pack != NULL:
+                memset(pack, 0, packmax * sizeof(floating))
+            ptrs = <const floating**>malloc(ptrmax * sizeof(floating*))
+            acc = <floating*>malloc(accmax * sizeof(floating))
+            if pack == NULL or ptrs == NULL or acc == NULL:
+                fail[0] = 1
+            else:
+                for it in prange(nitems, schedule='dynamic', chunksize=1):
+                    p = 0
+                    while p + 1 < nph and ph[p + 1].first <= it:
+                        p = p + 1
+                    P = &ph[p]
+                    cnt = it - P.first
+                    b = cnt // (groups * P.nplanes * P.nblocks)
+                    g = (cnt // (P.nplanes * P.nblocks)) % groups
+                    pl = (cnt // P.nblocks) % P.nplanes
+                    jr0 = (cnt % P.nblocks) * P.rows
+                    implicit_block(&P.G, &P.Lt, xp + (b * C_in + g * cig) * P.G.in_vol,
+                                   wp + P.wt_off + g * cig * P.G.tv * cog,
+                                   bp + g * cog if bp != NULL else NULL,
+                                   op + (b * C_out + g * cog) * P.G.out_vol,
+                                   cig, cog, P.cchunk, P.qseg, pl, jr0,
+                                   min(jr0 + P.rows, P.G.count[n - 2]),
+                                   pack, P.ls, ptrs, acc, P.lp)
+            free(pack)
+            free(<void*>ptrs)
+            free(acc)
+    free(ph)
     return failed == 0
 
 

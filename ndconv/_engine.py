@@ -167,11 +167,10 @@ def _blocking(geo, n, taps, count, cig, tv, itemsize, planes):
     return info, cchunk, qseg, rows
 
 
-def _implicit(xf, wt, bias, of, geo, n, taps, count, N, C_in, C_out, groups, mode,
-              tv, itemsize, nthreads):
-    """Run one phase through conv_implicit.  The row block is then cut for
-    parallelism, which changes no result (each output is summed the same
-    way whatever the blocking)."""
+def _implicit_plan(geo, n, taps, count, N, C_in, groups, tv, itemsize, nthreads):
+    """Blocking of one phase for conv_implicit: (geo, info, cchunk, qseg,
+    rows, n).  The row block is cut for parallelism, which changes no result
+    (each output is summed the same way whatever the blocking)."""
     if n == 1:
         geo, taps, count = _as_2d(geo, taps, count)
         n = 2
@@ -180,8 +179,7 @@ def _implicit(xf, wt, bias, of, geo, n, taps, count, N, C_in, C_out, groups, mod
                                          itemsize, planes)
     while rows > 1 and planes * (-(-count[-2] // rows)) < 4 * nthreads:
         rows = (rows + 1) // 2
-    return _conv.conv_implicit(xf, wt, bias, of, geo, info, n, N, C_in, C_out, groups,
-                               mode, cchunk, qseg, rows, nthreads)
+    return geo, info, cchunk, qseg, rows, n
 
 
 def _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out, groups, tv,
@@ -236,6 +234,7 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
     xf, of = x.reshape(-1), res.reshape(-1)
     nthreads = _threads_for(N * C_out * res[0, 0].size * cig * math.prod(ksize))
     itemsize = res.dtype.itemsize
+    implicit = []          # (geo, info, wt, cchunk, qseg, rows) of every phase
     with blas_single_thread():
         for taps, start, step, count, geo, contiguous in _phases(
                 in_shape, out_shape, ksize, stride, dilate, input_dilate, pad_lo, mode):
@@ -248,16 +247,15 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
             kw = cig * tv
             wsub = np.ascontiguousarray(
                 Wc[np.ix_(range(C_out), range(cig), *taps)]).reshape(C_out, kw)
+            if METHOD == 'implicit':
+                wt = wsub.reshape(groups, cog, kw).transpose(0, 2, 1).reshape(-1)
+                implicit.append(_implicit_plan(geo, n, taps, count, N, C_in, groups, tv,
+                                               itemsize, nthreads) + (wt,))
+                continue
             psub = math.prod(count)
             rows = psub // count[-1]
             per_item = max(1, min(rows, rows * N * groups // (8 * nthreads * N * groups) or 1))
-            method = METHOD
-            if method == 'implicit':
-                wt = np.ascontiguousarray(
-                    wsub.reshape(groups, cog, kw).transpose(0, 2, 1)).reshape(-1)
-                ok = _implicit(xf, wt, bias, of, geo, n, taps, count, N, C_in, C_out,
-                               groups, mode, tv, itemsize, nthreads)
-            elif method == 'direct' or _use_direct(cig, cog, tv, kw, itemsize):
+            if METHOD == 'direct' or _use_direct(cig, cog, tv, kw, itemsize):
                 ok = _conv.conv_direct(xf, wsub.reshape(-1), bias, of, geo, n, N, C_in,
                                        C_out, groups, mode, per_item, nthreads)
             else:
@@ -266,6 +264,23 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
                                      C_out, groups, mode, tile, cchunk,
                                      contiguous and res[0, 0].size <= _INT_MAX,
                                      nthreads)
+            if not ok:
+                raise MemoryError('ndconv could not allocate its per-thread workspace')
+        if implicit:
+            geos, infos, wts, table = [], [], [], []
+            goff = ioff = woff = 0
+            for geo, info, cchunk, qseg, rows, n2, wt in implicit:
+                table += [goff, ioff, woff, cchunk, qseg, rows]
+                geos.append(geo)
+                infos.append(info)
+                wts.append(wt)
+                goff += len(geo)
+                ioff += len(info)
+                woff += len(wt)
+            ok = _conv.conv_implicit(xf, np.concatenate(wts), bias, of,
+                                     np.concatenate(geos), np.concatenate(infos),
+                                     np.array(table, dtype=np.intp), max(n, 2), N, C_in,
+                                     C_out, groups, mode, nthreads)
             if not ok:
                 raise MemoryError('ndconv could not allocate its per-thread workspace')
     return res
