@@ -53,6 +53,7 @@ cdef extern from "ndconv_mk.h" nogil:
     int ndconv_nr_f32
     int ndconv_nr_f64
     const char* ndconv_mk_select(const char* name)
+    const char* ndconv_isa
 
 
 def select_isa(str name='auto'):
@@ -61,6 +62,11 @@ def select_isa(str name='auto'):
     cdef bytes b = name.encode()
     isa = ndconv_mk_select(b).decode()
     return isa, ndconv_mr, ndconv_nr_f32, ndconv_nr_f64
+
+
+def current_isa():
+    """The ISA of the micro-kernels in use: 'avx512', 'avx2' or 'generic'."""
+    return ndconv_isa.decode()
 
 
 select_isa('auto')

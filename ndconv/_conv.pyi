@@ -21,6 +21,9 @@ __test__: dict[str, str]  # Cython's doctest table
 def select_isa(name: str = 'auto') -> Tuple[str, int, int, int]: ...
 
 
+def current_isa() -> str: ...
+
+
 def conv_gemm(x: _FloatBuf, w: _FloatBuf, bias: _FloatBuf, out: _FloatBuf, geo: _Geo,
               n: int, N: int, C_in: int, C_out: int, groups: int, mode: int, tile: int,
               cchunk: int, contiguous: bool, nthreads: int) -> bool: ...
@@ -36,9 +39,9 @@ def conv_grad_w(x: _FloatBuf, gy: _FloatBuf, parts: _FloatBuf, geo: _Geo, n: int
                 nparts: int, contiguous: bool, nthreads: int) -> bool: ...
 
 
-def conv_implicit(x: _FloatBuf, wt: _FloatBuf, bias: _FloatBuf, out: _FloatBuf, geo: _Geo,
-                  lastinfo: _Geo, n: int, N: int, C_in: int, C_out: int, groups: int,
-                  mode: int, cchunk: int, qseg: int, rows: int, nthreads: int) -> bool: ...
+def conv_implicit(x: _FloatBuf, wt: _FloatBuf, bias: _FloatBuf, out: _FloatBuf,
+                  geos: _Geo, infos: _Geo, table: _Geo, n: int, N: int, C_in: int,
+                  C_out: int, groups: int, mode: int, nthreads: int) -> bool: ...
 
 
 def conv_grad_w_implicit(x: _FloatBuf, gy: _FloatBuf, parts: _FloatBuf, geo: _Geo,

@@ -96,10 +96,18 @@ def _gemm_tile(kw, tv, cig, psub, itemsize):
     return tile, cchunk
 
 
-# Kernel for forward correlations: 'implicit' (packed rows and the
-# micro-kernels of ext/ndconv_mk.h), or the older 'gemm' / 'direct' paths.
-METHOD = 'implicit'
-ALIGNED_PACKS = False
+# Kernel of the correlations: 'implicit' (packed rows and the micro-kernels
+# of ext/ndconv_mk.h), 'gemm' (im2col tiles and BLAS), 'direct' (row by row,
+# few channels; forward only), or 'auto': implicit where the micro-kernels
+# have AVX2 or AVX-512, else gemm, since BLAS has kernels tuned for every CPU
+# and the portable micro-kernel is only four lanes wide.
+METHOD = 'auto'
+
+
+def _method():
+    if METHOD != 'auto':
+        return METHOD
+    return 'gemm' if _conv.current_isa() == 'generic' else 'implicit'
 # Bytes of packed input rows a thread aims for, and the longest row segment.
 _PACK_BYTES = 512 << 10
 _QSEG = 1024
@@ -112,18 +120,13 @@ def _last_axis_info(geo, n, taps, cig, tv, itemsize):
     s = int(geo[6 * n + n - 1])
     L = int(geo[3 * n - 1])
     offs = [int(o) for o in geo[len(geo) - nl:]]
-    if ALIGNED_PACKS:
-        # one 64-byte aligned packed row per tap: more copying, no split loads
-        slots, m_min, span = offs, 0, 0
-        info = np.array([nl, 0, 0] + offs + list(range(nl)) + [0] * nl, dtype=np.intp)
-    else:
-        a = [o // s for o in offs]
-        rho = [o - ai * s for o, ai in zip(offs, a)]
-        slots = sorted(set(rho))
-        m_min = min(a)
-        span = max(a) - m_min
-        info = np.array([len(slots), m_min, span] + slots + [slots.index(r) for r in rho]
-                        + [ai - m_min for ai in a], dtype=np.intp)
+    a = [o // s for o in offs]
+    rho = [o - ai * s for o, ai in zip(offs, a)]
+    slots = sorted(set(rho))
+    m_min = min(a)
+    span = max(a) - m_min
+    info = np.array([len(slots), m_min, span] + slots + [slots.index(r) for r in rho]
+                    + [ai - m_min for ai in a], dtype=np.intp)
     qseg = min(L, _QSEG)
     per_channel = (tv // nl) * len(slots) * (qseg + span + 32) * itemsize
     cchunk = max(1, min(cig, _PACK_BYTES // max(per_channel, 1)))
@@ -234,7 +237,8 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
     xf, of = x.reshape(-1), res.reshape(-1)
     nthreads = _threads_for(N * C_out * res[0, 0].size * cig * math.prod(ksize))
     itemsize = res.dtype.itemsize
-    implicit = []          # (geo, info, wt, cchunk, qseg, rows) of every phase
+    implicit = []          # (geo, info, cchunk, qseg, rows, n, wt) of every phase
+    method = _method()
     with blas_single_thread():
         for taps, start, step, count, geo, contiguous in _phases(
                 in_shape, out_shape, ksize, stride, dilate, input_dilate, pad_lo, mode):
@@ -247,7 +251,7 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
             kw = cig * tv
             wsub = np.ascontiguousarray(
                 Wc[np.ix_(range(C_out), range(cig), *taps)]).reshape(C_out, kw)
-            if METHOD == 'implicit':
+            if method == 'implicit':
                 wt = wsub.reshape(groups, cog, kw).transpose(0, 2, 1).reshape(-1)
                 implicit.append(_implicit_plan(geo, n, taps, count, N, C_in, groups, tv,
                                                itemsize, nthreads) + (wt,))
@@ -255,7 +259,7 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
             psub = math.prod(count)
             rows = psub // count[-1]
             per_item = max(1, min(rows, rows * N * groups // (8 * nthreads * N * groups) or 1))
-            if METHOD == 'direct' or _use_direct(cig, cog, tv, kw, itemsize):
+            if method == 'direct' or _use_direct(cig, cog, tv, kw, itemsize):
                 ok = _conv.conv_direct(xf, wsub.reshape(-1), bias, of, geo, n, N, C_in,
                                        C_out, groups, mode, per_item, nthreads)
             else:
@@ -298,6 +302,7 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups)
     itemsize = gy.dtype.itemsize
     nthreads = _threads_for(N * C_out * gy[0, 0].size * cig * math.prod(ksize))
     xf, gyf = x.reshape(-1), gy.reshape(-1)
+    method = _method()
     with blas_single_thread():
         for taps, start, step, count, geo, contiguous in _phases(
                 x.shape[2:], gy.shape[2:], ksize, stride, dilate, input_dilate,
@@ -306,7 +311,7 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups)
             if tv == 0:
                 continue
             kw = cig * tv
-            if METHOD == 'implicit':
+            if method != 'gemm':
                 gsub = _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out,
                                         groups, tv, itemsize, gy.dtype, nthreads)
             else:
