@@ -5,19 +5,27 @@
 
 The wrappers in ``ndconv.pooling`` check every argument and hand these
 kernels C-contiguous buffers and one packed geometry vector of ``5 * n``
-ints: ``in_shape``, ``out_shape``, ``ksize``, ``stride``, ``pad_lo``.  Along
+ints: ``in_shape``, ``out_shape``, ``ksize``, ``stride``, ``pad_lo``, with
+``n >= 2`` (a 1-D pooling arrives with a leading axis of size 1).  Along
 each axis, output cell ``o`` of a pooling reads input cells
 ``o * stride + t - pad_lo`` for taps ``0 <= t < ksize``; unpooling is the
 adjoint, so output cell ``o`` of an unpooling gathers every input ``i`` with
 ``i * stride <= o + pad_lo < i * stride + ksize``.
 
 Work is cut into fixed items: a run of output *rows* (every axis but the
-last, which is contiguous) of one ``(n, c)`` volume, or a whole volume for
-``max_unpool``.  Each item writes its own cells only, and each output cell is
-computed in a fixed order (window taps in C order), so the results do not
-depend on the thread count or on which thread runs an item.  No code path
-depends on the number of axes: outer axes are walked with an odometer, the
-last one by a plain loop.
+last, which is contiguous), counted over all the ``(n, c)`` volumes, or a
+whole volume for the general ``max_unpool``.  Each item writes its own cells
+only, and each output cell is computed in a fixed order (window taps in C
+order), so the results do not depend on the thread count or on which thread
+runs an item.  No code path depends on the number of axes: outer axes are
+walked with an odometer, the last two by plain loops.
+
+The hot loops are the row kernels of ``ndconv_pool.h`` (one copy per ISA,
+chosen at run time).  A window kernel call covers a *run* of output rows
+along the second-last axis, where the windows' input rows move by a fixed
+step, and the cells of the last axis whose windows lie inside the input
+(edge cells get calls of their own); so the per-row bookkeeping here is paid
+once per run, not once per row or per cell.
 """
 
 from cython cimport floating
@@ -25,9 +33,64 @@ from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 from libc.stdint cimport int64_t, uint8_t
-from libc.math cimport INFINITY
 
 from _util cimport MAXD, floordiv, ceildiv
+
+
+cdef extern from "ndconv_pool.h" nogil:
+    ctypedef struct ndp_args:
+        const void** rows
+        const int64_t* rbase
+        Py_ssize_t nr, t0, t1, s, off, nq, R, rstep, ostep
+        void* out
+        int64_t* idx
+        int first, last
+        double div
+    ctypedef struct ndp_bcast_args:
+        const void* src
+        Py_ssize_t istep, kr, ph, R, ostep, D, k, L
+        void* out
+    ctypedef struct ndp_munpool_args:
+        const void* x
+        const int64_t* idx
+        Py_ssize_t istep, kr, ph, R, ostep, D, k, L
+        int64_t ob0
+        void* out
+        int count
+        int64_t matched, nonneg, bad
+    ctypedef void (*ndp_fn)(const ndp_args* a) noexcept nogil
+    ctypedef void (*ndp_row_fn)(ndp_bcast_args* a) noexcept nogil
+    ctypedef void (*ndp_mu_fn)(ndp_munpool_args* a) noexcept nogil
+    ndp_fn ndp_max_f32, ndp_max_f64, ndp_avg_f32, ndp_avg_f64
+    void ndp_max_f32_generic(const ndp_args* a)
+    void ndp_max_f64_generic(const ndp_args* a)
+    void ndp_avg_f32_generic(const ndp_args* a)
+    void ndp_avg_f64_generic(const ndp_args* a)
+    ndp_row_fn ndp_bcast_f32, ndp_bcast_f64
+    ndp_mu_fn ndp_munpool_f32, ndp_munpool_f64
+    Py_ssize_t NDP_MAX_GATHER_STRIDE
+    const char* ndp_isa
+    const char* ndconv_pool_select(const char* name)
+
+
+def _select_isa(str name='auto'):
+    """Choose the row kernels ('auto', 'avx512', 'avx2' or 'generic': the
+    widest this CPU runs, no wider than asked); returns the ISA chosen."""
+    b = name.encode()
+    return ndconv_pool_select(b).decode()
+
+
+def _isa():
+    """The ISA of the row kernels in use."""
+    return ndp_isa.decode()
+
+
+_select_isa('auto')
+
+
+# Window rows handed to one kernel call; a longer window takes several.
+cdef enum:
+    CH = 64
 
 
 ctypedef struct Geom:
@@ -41,6 +104,27 @@ ctypedef struct Geom:
     Py_ssize_t in_vol
     Py_ssize_t out_vol
     Py_ssize_t rows          # output rows per volume (out_vol / out_shape[-1])
+    Py_ssize_t kvol          # prod(ksize)
+    # Pooling: output cells whose windows lie inside the input, on the last
+    # axis [qa, qb) and on the second-last [ia, ib).
+    Py_ssize_t qa, qb, ia, ib
+
+
+cdef inline void interior(Py_ssize_t D, Py_ssize_t O, Py_ssize_t k, Py_ssize_t s,
+                          Py_ssize_t lo, Py_ssize_t* a, Py_ssize_t* b) noexcept nogil:
+    """Output cells [a, b) of an axis whose taps are all inside [0, D)."""
+    cdef Py_ssize_t x = ceildiv(lo, s)
+    cdef Py_ssize_t y = floordiv(D - k + lo, s) + 1
+    if x < 0:
+        x = 0
+    if x > O:
+        x = O
+    if y > O:
+        y = O
+    if y < x:
+        y = x
+    a[0] = x
+    b[0] = y
 
 
 cdef Geom _geom(const Py_ssize_t[::1] geo, Py_ssize_t n):
@@ -57,9 +141,15 @@ cdef Geom _geom(const Py_ssize_t[::1] geo, Py_ssize_t n):
         acc *= G.in_shape[a]
     G.in_vol = acc
     G.out_vol = 1
+    G.kvol = 1
     for a in range(n):
         G.out_vol *= G.out_shape[a]
-    G.rows = G.out_vol // G.out_shape[n - 1]
+        G.kvol *= G.ksize[a]
+    G.rows = G.out_vol // G.out_shape[n - 1] if G.out_shape[n - 1] else 0
+    interior(G.in_shape[n - 1], G.out_shape[n - 1], G.ksize[n - 1], G.stride[n - 1],
+             G.pad_lo[n - 1], &G.qa, &G.qb)
+    interior(G.in_shape[n - 2], G.out_shape[n - 2], G.ksize[n - 2], G.stride[n - 2],
+             G.pad_lo[n - 2], &G.ia, &G.ib)
     return G
 
 
@@ -89,30 +179,6 @@ cdef inline bint tap_range(Py_ssize_t o, Py_ssize_t k, Py_ssize_t s, Py_ssize_t 
     return b > a
 
 
-cdef inline void cell_range(Py_ssize_t i0, Py_ssize_t s, Py_ssize_t size,
-                            Py_ssize_t count, Py_ssize_t* q0, Py_ssize_t* q1) noexcept nogil:
-    """Output cells q in [0, count) with 0 <= i0 + q * s < size form [q0, q1)."""
-    cdef Py_ssize_t lo = ceildiv(-i0, s)
-    cdef Py_ssize_t hi = floordiv(size - 1 - i0, s) + 1
-    if lo < 0:
-        lo = 0
-    if hi > count:
-        hi = count
-    if hi < lo:
-        hi = lo
-    q0[0] = lo
-    q1[0] = hi
-
-
-cdef inline Py_ssize_t outer_base(const Geom* G, const Py_ssize_t* j,
-                                  const Py_ssize_t* tk) noexcept nogil:
-    """Input offset of the row read by outer taps tk at outer output cell j."""
-    cdef Py_ssize_t a, b = 0
-    for a in range(G.n - 1):
-        b += (j[a] * G.stride[a] + tk[a] - G.pad_lo[a]) * G.in_stride[a]
-    return b
-
-
 cdef inline bint next_tap(Py_ssize_t* tk, const Py_ssize_t* t0, const Py_ssize_t* t1,
                           Py_ssize_t n_outer) noexcept nogil:
     """Odometer over the outer taps, each in [t0, t1); False after the last."""
@@ -126,198 +192,208 @@ cdef inline bint next_tap(Py_ssize_t* tk, const Py_ssize_t* t0, const Py_ssize_t
     return False
 
 
-cdef inline bint outer_taps(const Geom* G, const Py_ssize_t* j, Py_ssize_t* t0,
-                            Py_ssize_t* t1, Py_ssize_t* tk,
-                            Py_ssize_t* count) noexcept nogil:
-    """Valid outer tap ranges of the row at j; tk set to the first tap and
-    count to the number of outer tap combinations.  False when the row's
-    windows hold no input cell on some outer axis."""
-    cdef Py_ssize_t a, c = 1
-    for a in range(G.n - 1):
-        if not tap_range(j[a], G.ksize[a], G.stride[a], G.pad_lo[a],
-                         G.in_shape[a], &t0[a], &t1[a]):
-            count[0] = 0
-            return False
-        tk[a] = t0[a]
-        c *= t1[a] - t0[a]
-    count[0] = c
-    return True
-
-
 # ---------------------------------------------------------------------------
-# Max pooling.
+# Max and average pooling: window kernels over runs of rows.
 
-cdef void max_rows(const Geom* G, const floating* xv, floating* ov, int64_t* iv,
-                   Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
-    """Rows [r0, r1) of one volume.  ``iv`` is NULL when no index is wanted.
+ctypedef struct Job:
+    ndp_fn fn
+    bint is_avg
+    bint count_pad
 
-    A window's taps are visited in C order; a value replaces the running
-    maximum when it is larger, or when it is the first NaN, so the first of
-    equal maxima and the first NaN win.  Padding is never visited: an
-    all-padding window keeps -inf and index -1."""
+
+cdef inline void last_axis_calls(const Geom* G, const Job* J, ndp_args* A,
+                                 floating* orow, int64_t* irow,
+                                 Py_ssize_t outer_cnt) noexcept nogil:
+    """One kernel call per edge cell of the last axis and one for the
+    interior, for the rows and runs set in A."""
+    cdef Py_ssize_t last = G.n - 1
+    cdef Py_ssize_t L = G.out_shape[last], s = G.stride[last], k = G.ksize[last]
+    cdef Py_ssize_t lo = G.pad_lo[last], D = G.in_shape[last]
+    cdef Py_ssize_t q, t0, t1
+    A.s = s
+    A.ostep = L
+    for q in range(L):
+        if q == G.qa and G.qb > G.qa:
+            A.t0 = 0
+            A.t1 = k
+            A.off = q * s - lo
+            A.nq = G.qb - G.qa
+            A.out = orow + q
+            A.idx = irow + q if irow != NULL else NULL
+            A.div = <double>(G.kvol if J.count_pad else outer_cnt * k)
+            J.fn(A)
+        if G.qa <= q < G.qb:
+            continue
+        t0 = lo - q * s
+        if t0 < 0:
+            t0 = 0
+        t1 = D + lo - q * s
+        if t1 > k:
+            t1 = k
+        if t1 < t0:
+            t1 = t0
+        A.t0 = t0
+        A.t1 = t1
+        A.off = q * s - lo
+        A.nq = 1
+        A.out = orow + q
+        A.idx = irow + q if irow != NULL else NULL
+        A.div = <double>(G.kvol if J.count_pad else outer_cnt * (t1 - t0))
+        J.fn(A)
+
+
+cdef void window_run(const Geom* G, const Job* J, const floating* xv, floating* orow,
+                     int64_t* irow, const Py_ssize_t* j, const Py_ssize_t* t0,
+                     const Py_ssize_t* t1, bint ok, Py_ssize_t R) noexcept nogil:
+    """R output rows from outer index j on (advancing along axis n-2), whose
+    windows take the outer taps [t0[a], t1[a]) on each axis a < n-1 (none
+    when not ok)."""
+    cdef const void* rows[CH]
+    cdef int64_t rbase[CH]
+    cdef Py_ssize_t tk[MAXD]
+    cdef ndp_args A
+    cdef Py_ssize_t n1 = G.n - 1, a, cnt = 0, total = 1
+    cdef int64_t off
+    cdef bint more
+    A.R = R
+    A.rstep = G.stride[n1 - 1] * G.in_stride[n1 - 1]
+    A.rows = rows
+    A.rbase = rbase
+    A.first = 1
+    if not ok:
+        A.nr = 0
+        A.last = 1
+        last_axis_calls(G, J, &A, orow, irow, 0)
+        return
+    for a in range(n1):
+        tk[a] = t0[a]
+        total *= t1[a] - t0[a]
+    while True:
+        off = 0
+        for a in range(n1):
+            off += (j[a] * G.stride[a] + tk[a] - G.pad_lo[a]) * G.in_stride[a]
+        rows[cnt] = xv + off
+        rbase[cnt] = off
+        cnt += 1
+        more = next_tap(tk, t0, t1, n1)
+        if cnt == CH or not more:
+            A.nr = cnt
+            A.last = not more
+            last_axis_calls(G, J, &A, orow, irow, total)
+            A.first = 0
+            cnt = 0
+        if not more:
+            break
+
+
+cdef void window_rows(const Geom* G, const Job* J, const floating* xv, floating* ov,
+                      int64_t* iv, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    """Output rows [r0, r1) of one volume, in runs along axis n-2: the rows
+    whose windows are inside the input on that axis in one run, the others
+    one by one."""
     cdef Py_ssize_t j[MAXD]
     cdef Py_ssize_t t0[MAXD]
     cdef Py_ssize_t t1[MAXD]
-    cdef Py_ssize_t tk[MAXD]
-    cdef Py_ssize_t last = G.n - 1
-    cdef Py_ssize_t L = G.out_shape[last], s = G.stride[last]
-    cdef Py_ssize_t k = G.ksize[last], lo = G.pad_lo[last], D = G.in_shape[last]
-    cdef Py_ssize_t r, q, q0, q1, t, tl0, tl1, i, base, cnt
-    cdef floating* orow
-    cdef int64_t* irow
-    cdef const floating* row
-    cdef floating v, cur
-    # Last-axis taps that reach the input for some output cell.
-    tl0 = lo - (L - 1) * s
-    if tl0 < 0:
-        tl0 = 0
-    tl1 = D + lo
-    if tl1 > k:
-        tl1 = k
-    for r in range(r0, r1):
-        orow = ov + r * L
-        for q in range(L):
-            orow[q] = -INFINITY
-        irow = NULL
-        if iv != NULL:
-            irow = iv + r * L
-            for q in range(L):
-                irow[q] = -1
+    cdef Py_ssize_t a2 = G.n - 2, a
+    cdef Py_ssize_t L = G.out_shape[G.n - 1], O2 = G.out_shape[a2]
+    cdef Py_ssize_t r = r0, jj, jstart, jend, seg, row
+    cdef bint okouter, ok
+    while r < r1:
         unravel_row(r, G, j)
-        if not outer_taps(G, j, t0, t1, tk, &cnt):
-            continue
-        while True:
-            base = outer_base(G, j, tk)
-            row = xv + base
-            for t in range(tl0, tl1):
-                cell_range(t - lo, s, D, L, &q0, &q1)
-                i = q0 * s + t - lo
-                if irow == NULL:
-                    for q in range(q0, q1):
-                        v = row[i]
-                        cur = orow[q]
-                        if cur == cur and not (v <= cur):
-                            orow[q] = v
-                        i += s
-                else:
-                    for q in range(q0, q1):
-                        v = row[i]
-                        cur = orow[q]
-                        if irow[q] < 0 or (cur == cur and not (v <= cur)):
-                            orow[q] = v
-                            irow[q] = base + i
-                        i += s
-            if not next_tap(tk, t0, t1, last):
-                break
+        jstart = j[a2]
+        jend = min(O2, jstart + (r1 - r))
+        okouter = True
+        for a in range(a2):
+            if not tap_range(j[a], G.ksize[a], G.stride[a], G.pad_lo[a],
+                             G.in_shape[a], &t0[a], &t1[a]):
+                okouter = False
+        jj = jstart
+        while jj < jend:
+            seg = min(G.ib, jend) if G.ia <= jj < G.ib else jj + 1
+            j[a2] = jj
+            ok = tap_range(jj, G.ksize[a2], G.stride[a2], G.pad_lo[a2],
+                           G.in_shape[a2], &t0[a2], &t1[a2]) and okouter
+            row = r + jj - jstart
+            window_run(G, J, xv, ov + row * L, iv + row * L if iv != NULL else NULL,
+                       j, t0, t1, ok, seg - jj)
+            jj = seg
+        r += jend - jstart
+
+
+cdef void window_item(const Geom* G, const Job* J, const floating* xp, floating* op,
+                      int64_t* ip, Py_ssize_t g0, Py_ssize_t g1) noexcept nogil:
+    """Rows [g0, g1) counted over all volumes."""
+    cdef Py_ssize_t v, r0, r1
+    while g0 < g1:
+        v = g0 // G.rows
+        r0 = g0 - v * G.rows
+        r1 = min(G.rows, r0 + (g1 - g0))
+        window_rows(G, J, xp + v * G.in_vol, op + v * G.out_vol,
+                    ip + v * G.out_vol if ip != NULL else NULL, r0, r1)
+        g0 += r1 - r0
+
+
+cdef inline ndp_fn pick(const Geom* G, bint is_avg, bint is_float) noexcept nogil:
+    # The vector kernels gather with int32 offsets: a huge stride goes to the
+    # generic ones.
+    if G.stride[G.n - 1] > NDP_MAX_GATHER_STRIDE:
+        if is_float:
+            return ndp_avg_f32_generic if is_avg else ndp_max_f32_generic
+        return ndp_avg_f64_generic if is_avg else ndp_max_f64_generic
+    if is_float:
+        return ndp_avg_f32 if is_avg else ndp_max_f32
+    return ndp_avg_f64 if is_avg else ndp_max_f64
 
 
 def max_pool(const floating[::1] x, floating[::1] out, int64_t[::1] indices,
              const Py_ssize_t[::1] geo, Py_ssize_t n, Py_ssize_t nvol,
              Py_ssize_t rows_per_item, bint with_indices, int nthreads):
     """Max pooling of ``nvol`` volumes; ``indices`` (flat, inside each input
-    volume) is written only when ``with_indices``."""
+    volume) is written only when ``with_indices``.  Of equal maxima the first
+    in C order of the window wins, a NaN beats everything and the first NaN
+    wins; padding never wins and an all-padding window gives -inf, index -1."""
     cdef Geom G = _geom(geo, n)
-    cdef Py_ssize_t nchunks = (G.rows + rows_per_item - 1) // rows_per_item
-    cdef Py_ssize_t nitems = nvol * nchunks
-    cdef Py_ssize_t it, v, r0, r1
+    cdef Job J
+    cdef Py_ssize_t total = nvol * G.rows
+    cdef Py_ssize_t nitems = (total + rows_per_item - 1) // rows_per_item
+    cdef Py_ssize_t it, g0
     cdef const floating* xp = &x[0]
     cdef floating* op = &out[0]
     cdef int64_t* ip = &indices[0] if with_indices else NULL
+    J.fn = pick(&G, False, floating is float)
+    J.is_avg = False
+    J.count_pad = False
     if nitems == 0:
         return
-    with nogil, parallel(num_threads=nthreads):
-        for it in prange(nitems, schedule='dynamic', chunksize=1):
-            v = it // nchunks
-            r0 = (it % nchunks) * rows_per_item
-            r1 = min(r0 + rows_per_item, G.rows)
-            max_rows(&G, xp + v * G.in_vol, op + v * G.out_vol,
-                     ip + v * G.out_vol if ip != NULL else NULL, r0, r1)
-
-
-# ---------------------------------------------------------------------------
-# Average pooling.
-
-cdef void avg_rows(const Geom* G, const floating* xv, floating* ov,
-                   bint count_pad, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
-    """Rows [r0, r1) of one volume: the sum of the window's input cells (taps
-    in C order) divided by prod(ksize) (``count_pad``) or by the number of
-    input cells in the window (0 / 0 = NaN for an all-padding window)."""
-    cdef Py_ssize_t j[MAXD]
-    cdef Py_ssize_t t0[MAXD]
-    cdef Py_ssize_t t1[MAXD]
-    cdef Py_ssize_t tk[MAXD]
-    cdef Py_ssize_t last = G.n - 1
-    cdef Py_ssize_t L = G.out_shape[last], s = G.stride[last]
-    cdef Py_ssize_t k = G.ksize[last], lo = G.pad_lo[last], D = G.in_shape[last]
-    cdef Py_ssize_t r, q, q0, q1, t, tl0, tl1, i, cnt, c, a, b
-    cdef floating* orow
-    cdef const floating* row
-    cdef floating div
-    cdef bint any_cell
-    cdef Py_ssize_t kvol = 1
-    for a in range(G.n):
-        kvol *= G.ksize[a]
-    tl0 = lo - (L - 1) * s
-    if tl0 < 0:
-        tl0 = 0
-    tl1 = D + lo
-    if tl1 > k:
-        tl1 = k
-    for r in range(r0, r1):
-        orow = ov + r * L
-        for q in range(L):
-            orow[q] = 0
-        unravel_row(r, G, j)
-        any_cell = outer_taps(G, j, t0, t1, tk, &cnt)
-        while any_cell:
-            row = xv + outer_base(G, j, tk)
-            for t in range(tl0, tl1):
-                cell_range(t - lo, s, D, L, &q0, &q1)
-                i = q0 * s + t - lo
-                if s == 1:
-                    for q in range(q0, q1):
-                        orow[q] += row[q - q0 + i]
-                else:
-                    for q in range(q0, q1):
-                        orow[q] += row[i]
-                        i += s
-            if not next_tap(tk, t0, t1, last):
-                break
-        if count_pad:
-            div = <floating>kvol
-            for q in range(L):
-                orow[q] = orow[q] / div
-        else:
-            for q in range(L):
-                # input cells of the window on the last axis
-                a = q * s - lo
-                b = a + k
-                if a < 0:
-                    a = 0
-                if b > D:
-                    b = D
-                c = b - a if b > a else 0
-                orow[q] = orow[q] / <floating>(cnt * c)
+    for it in prange(nitems, nogil=True, schedule='dynamic', chunksize=1,
+                     num_threads=nthreads):
+        g0 = it * rows_per_item
+        window_item(&G, &J, xp, op, ip, g0, min(g0 + rows_per_item, total))
 
 
 def avg_pool(const floating[::1] x, floating[::1] out, const Py_ssize_t[::1] geo,
              Py_ssize_t n, Py_ssize_t nvol, Py_ssize_t rows_per_item,
              bint count_pad, int nthreads):
-    """Average pooling of ``nvol`` volumes."""
+    """Average pooling of ``nvol`` volumes: the sum of the window's input
+    cells (from 0, taps in C order) divided by prod(ksize) (``count_pad``) or
+    by the number of input cells in the window (0 / 0 = NaN for an
+    all-padding window)."""
     cdef Geom G = _geom(geo, n)
-    cdef Py_ssize_t nchunks = (G.rows + rows_per_item - 1) // rows_per_item
-    cdef Py_ssize_t nitems = nvol * nchunks
-    cdef Py_ssize_t it, v, r0, r1
+    cdef Job J
+    cdef Py_ssize_t total = nvol * G.rows
+    cdef Py_ssize_t nitems = (total + rows_per_item - 1) // rows_per_item
+    cdef Py_ssize_t it, g0
     cdef const floating* xp = &x[0]
     cdef floating* op = &out[0]
+    J.fn = pick(&G, True, floating is float)
+    J.is_avg = True
+    J.count_pad = count_pad
     if nitems == 0:
         return
-    with nogil, parallel(num_threads=nthreads):
-        for it in prange(nitems, schedule='dynamic', chunksize=1):
-            v = it // nchunks
-            r0 = (it % nchunks) * rows_per_item
-            r1 = min(r0 + rows_per_item, G.rows)
-            avg_rows(&G, xp + v * G.in_vol, op + v * G.out_vol, count_pad, r0, r1)
+    for it in prange(nitems, nogil=True, schedule='dynamic', chunksize=1,
+                     num_threads=nthreads):
+        g0 = it * rows_per_item
+        window_item(&G, &J, xp, op, <int64_t*>NULL, g0, min(g0 + rows_per_item, total))
 
 
 # ---------------------------------------------------------------------------
@@ -340,96 +416,162 @@ cdef inline bint cover_range(Py_ssize_t o, Py_ssize_t k, Py_ssize_t s, Py_ssize_
     return b > a
 
 
-cdef void unpool_rows(const Geom* G, const floating* xv, floating* ov,
-                      Py_ssize_t r0, Py_ssize_t r1, floating* acc) noexcept nogil:
-    """Rows [r0, r1) of one output volume.  Each output cell is the sum of
-    the inputs whose windows cover it: the input rows covering the output
-    row are added (in C order) into ``acc`` (one input row long), then each
-    cell of the last axis adds its covering inputs in increasing order."""
-    cdef Py_ssize_t j[MAXD]
+cdef inline void bcast_rows(const void* src, Py_ssize_t istep, Py_ssize_t kr,
+                            Py_ssize_t ph, Py_ssize_t R, void* out, const Geom* G,
+                            bint is_float) noexcept nogil:
+    cdef ndp_bcast_args B
+    cdef Py_ssize_t last = G.n - 1
+    B.src = src
+    B.istep = istep
+    B.kr = kr
+    B.ph = ph
+    B.R = R
+    B.ostep = G.out_shape[last]
+    B.D = G.in_shape[last]
+    B.k = G.ksize[last]
+    B.L = G.out_shape[last]
+    B.out = out
+    if is_float:
+        ndp_bcast_f32(&B)
+    else:
+        ndp_bcast_f64(&B)
+
+
+cdef void unpool_row(const Geom* G, const floating* xv, floating* orow,
+                     const Py_ssize_t* j, floating* acc) noexcept nogil:
+    """One output row at outer index j.  Each output cell is the sum of the
+    inputs whose windows cover it: the input rows covering the output row are
+    added (in C order) into ``acc`` (one input row long), then each cell of
+    the last axis adds its covering inputs in increasing order."""
     cdef Py_ssize_t i0[MAXD]
     cdef Py_ssize_t i1[MAXD]
     cdef Py_ssize_t ik[MAXD]
     cdef Py_ssize_t last = G.n - 1
     cdef Py_ssize_t L = G.out_shape[last], s = G.stride[last]
     cdef Py_ssize_t k = G.ksize[last], lo = G.pad_lo[last], D = G.in_shape[last]
-    cdef Py_ssize_t r, q, a, i, t, u, m, ia, ib, base, nrows
-    cdef bint broadcast = (k == s and lo == 0)
+    cdef Py_ssize_t q, a, i, u, m, ia, ib, base, nrows
     cdef bint overlap = k > s
     cdef bint first
-    cdef floating* orow
     cdef const floating* src
     cdef const floating* row
     cdef floating v
-    for r in range(r0, r1):
-        orow = ov + r * L
-        unravel_row(r, G, j)
-        nrows = 1
+    nrows = 1
+    for a in range(last):
+        if not cover_range(j[a], G.ksize[a], G.stride[a], G.pad_lo[a],
+                           G.in_shape[a], &i0[a], &i1[a]):
+            nrows = 0
+            break
+        ik[a] = i0[a]
+        nrows *= i1[a] - i0[a]
+    if nrows == 0:
+        memset(orow, 0, L * sizeof(floating))
+        return
+    if nrows == 1:
+        base = 0
         for a in range(last):
-            if not cover_range(j[a], G.ksize[a], G.stride[a], G.pad_lo[a],
-                               G.in_shape[a], &i0[a], &i1[a]):
-                nrows = 0
-                break
-            ik[a] = i0[a]
-            nrows *= i1[a] - i0[a]
-        if nrows == 0:
-            for q in range(L):
-                orow[q] = 0
-            continue
-        if nrows == 1:
+            base += i0[a] * G.in_stride[a]
+        src = xv + base
+    else:
+        first = True
+        while True:
             base = 0
             for a in range(last):
-                base += i0[a] * G.in_stride[a]
-            src = xv + base
-        else:
-            first = True
-            while True:
-                base = 0
-                for a in range(last):
-                    base += ik[a] * G.in_stride[a]
-                row = xv + base
-                if first:
-                    memcpy(acc, row, D * sizeof(floating))
-                    first = False
-                else:
-                    for i in range(D):
-                        acc[i] += row[i]
-                if not next_tap(ik, i0, i1, last):
+                base += ik[a] * G.in_stride[a]
+            row = xv + base
+            if first:
+                memcpy(acc, row, D * sizeof(floating))
+                first = False
+            else:
+                for i in range(D):
+                    acc[i] += row[i]
+            if not next_tap(ik, i0, i1, last):
+                break
+        src = acc
+    if k == s and lo == 0:
+        # stride == ksize, no low padding: each input fills k cells.
+        bcast_rows(src, 0, 1, 0, 1, orow, G, floating is float)
+        return
+    for q in range(L):
+        u = q + lo
+        ib = u // s
+        m = k - 1 - (u - ib * s)      # how far back the windows reach
+        if m < 0:
+            orow[q] = 0
+            continue
+        ia = ib - m // s if overlap else ib
+        if ia < 0:
+            ia = 0
+        ib += 1
+        if ib > D:
+            ib = D
+        v = 0
+        for i in range(ia, ib):
+            v = v + src[i]
+        orow[q] = v
+
+
+cdef void unpool_rows(const Geom* G, const floating* xv, floating* ov,
+                      Py_ssize_t r0, Py_ssize_t r1, floating* acc) noexcept nogil:
+    """Output rows [r0, r1) of one volume, in runs along axis n-2.  When the
+    last two axes have stride == ksize and no low padding and one input row
+    covers the run on the other axes, the run is one broadcast call (output
+    row j reads input row j // k); otherwise row by row."""
+    cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t i0, i1
+    cdef Py_ssize_t last = G.n - 1, a2 = G.n - 2, a
+    cdef Py_ssize_t L = G.out_shape[last], O2 = G.out_shape[a2]
+    cdef Py_ssize_t k2 = G.ksize[a2], D2 = G.in_shape[a2]
+    cdef Py_ssize_t r = r0, jj, jstart, jend, jcov, base, nrun
+    cdef bint fast = (G.ksize[last] == G.stride[last] and G.pad_lo[last] == 0
+                      and k2 == G.stride[a2] and G.pad_lo[a2] == 0)
+    cdef bint single, zero
+    while r < r1:
+        unravel_row(r, G, j)
+        jstart = j[a2]
+        jend = min(O2, jstart + (r1 - r))
+        nrun = jend - jstart
+        single = fast
+        zero = False
+        base = 0
+        if fast:
+            for a in range(a2):
+                if not cover_range(j[a], G.ksize[a], G.stride[a], G.pad_lo[a],
+                                   G.in_shape[a], &i0, &i1):
+                    zero = True     # no input covers the run
                     break
-            src = acc
-        if broadcast:
-            # stride == ksize, no low padding: each input fills k cells.
-            q = 0
-            i = 0
-            while i < D and q < L:
-                v = src[i]
-                t = 0
-                while t < k and q < L:
-                    orow[q] = v
-                    q += 1
-                    t += 1
-                i += 1
-            while q < L:
-                orow[q] = 0
-                q += 1
+                if i1 - i0 != 1:
+                    single = False
+                base += i0 * G.in_stride[a]
+        if zero:
+            memset(ov + r * L, 0, nrun * L * sizeof(floating))
+        elif single:
+            jcov = min(jend, D2 * k2)
+            if jcov > jstart:
+                bcast_rows(xv + base + (jstart // k2) * G.in_stride[a2], G.in_stride[a2],
+                           k2, jstart % k2, jcov - jstart, ov + r * L, G,
+                           floating is float)
+            else:
+                jcov = jstart
+            if jend > jcov:
+                memset(ov + (r + jcov - jstart) * L, 0,
+                       (jend - jcov) * L * sizeof(floating))
         else:
-            for q in range(L):
-                u = q + lo
-                ib = u // s
-                m = k - 1 - (u - ib * s)      # how far back the windows reach
-                if m < 0:
-                    orow[q] = 0
-                    continue
-                ia = ib - m // s if overlap else ib
-                if ia < 0:
-                    ia = 0
-                ib += 1
-                if ib > D:
-                    ib = D
-                v = 0
-                for i in range(ia, ib):
-                    v = v + src[i]
-                orow[q] = v
+            for jj in range(jstart, jend):
+                j[a2] = jj
+                unpool_row(G, xv, ov + (r + jj - jstart) * L, j, acc)
+        r += nrun
+
+
+cdef void unpool_item(const Geom* G, const floating* xp, floating* op, Py_ssize_t g0,
+                      Py_ssize_t g1, floating* acc) noexcept nogil:
+    """Rows [g0, g1) counted over all volumes."""
+    cdef Py_ssize_t v, r0, r1
+    while g0 < g1:
+        v = g0 // G.rows
+        r0 = g0 - v * G.rows
+        r1 = min(G.rows, r0 + (g1 - g0))
+        unpool_rows(G, xp + v * G.in_vol, op + v * G.out_vol, r0, r1, acc)
+        g0 += r1 - r0
 
 
 def unpool(const floating[::1] x, floating[::1] out, const Py_ssize_t[::1] geo,
@@ -438,10 +580,10 @@ def unpool(const floating[::1] x, floating[::1] out, const Py_ssize_t[::1] geo,
     unpooling as in_shape and its output shape as out_shape.  Returns False
     when a thread could not allocate its row buffer."""
     cdef Geom G = _geom(geo, n)
-    cdef Py_ssize_t nchunks = (G.rows + rows_per_item - 1) // rows_per_item
-    cdef Py_ssize_t nitems = nvol * nchunks
+    cdef Py_ssize_t total = nvol * G.rows
+    cdef Py_ssize_t nitems = (total + rows_per_item - 1) // rows_per_item
     cdef Py_ssize_t D = G.in_shape[n - 1]
-    cdef Py_ssize_t it, v, r0, r1
+    cdef Py_ssize_t it, g0
     cdef int failed = 0
     cdef int* fail = &failed
     cdef floating* acc = NULL
@@ -456,12 +598,123 @@ def unpool(const floating[::1] x, floating[::1] out, const Py_ssize_t[::1] geo,
             if acc == NULL:
                 fail[0] = 1
             else:
-                v = it // nchunks
-                r0 = (it % nchunks) * rows_per_item
-                r1 = min(r0 + rows_per_item, G.rows)
-                unpool_rows(&G, xp + v * G.in_vol, op + v * G.out_vol, r0, r1, acc)
+                g0 = it * rows_per_item
+                unpool_item(&G, xp, op, g0, min(g0 + rows_per_item, total), acc)
         free(acc)
     return failed == 0
+
+
+# ---------------------------------------------------------------------------
+# Max unpooling of disjoint windows, as a gather.
+
+cdef void munpool_rows(const Geom* G, const floating* xv, const int64_t* iv,
+                       floating* ov, Py_ssize_t r0, Py_ssize_t r1,
+                       int64_t* counts) noexcept nogil:
+    """Output rows [r0, r1) of one volume when every axis has stride ==
+    ksize, no low padding and room for every window (out_shape >= in_shape *
+    ksize): each output cell belongs to at most one window, and takes that
+    window's value when the window's index names it, else 0.  Adds to
+    counts[0] the cells so written, to counts[1] and counts[2] the indices
+    >= 0 and < -1 (each input counted once)."""
+    cdef Py_ssize_t j[MAXD]
+    cdef ndp_munpool_args M
+    cdef Py_ssize_t last = G.n - 1, a2 = G.n - 2, a
+    cdef Py_ssize_t L = G.out_shape[last], O2 = G.out_shape[a2]
+    cdef Py_ssize_t k2 = G.ksize[a2], D2 = G.in_shape[a2]
+    cdef Py_ssize_t r = r0, jstart, jend, jcov, base, nrun
+    cdef bint zero
+    M.istep = G.in_stride[a2]
+    M.kr = k2
+    M.ostep = L
+    M.D = G.in_shape[last]
+    M.k = G.ksize[last]
+    M.L = L
+    M.matched = 0
+    M.nonneg = 0
+    M.bad = 0
+    while r < r1:
+        unravel_row(r, G, j)
+        jstart = j[a2]
+        jend = min(O2, jstart + (r1 - r))
+        nrun = jend - jstart
+        zero = False
+        base = 0
+        M.count = 1
+        for a in range(a2):
+            if j[a] >= G.in_shape[a] * G.ksize[a]:
+                zero = True
+                break
+            if j[a] % G.ksize[a]:
+                M.count = 0
+            base += (j[a] // G.ksize[a]) * G.in_stride[a]
+        jcov = jstart if zero else max(jstart, min(jend, D2 * k2))
+        if jcov > jstart:
+            base += (jstart // k2) * G.in_stride[a2]
+            M.x = xv + base
+            M.idx = iv + base
+            M.ph = jstart % k2
+            M.R = jcov - jstart
+            M.ob0 = r * L
+            M.out = ov + r * L
+            if floating is float:
+                ndp_munpool_f32(&M)
+            else:
+                ndp_munpool_f64(&M)
+        if jend > jcov:
+            memset(ov + (r + jcov - jstart) * L, 0, (jend - jcov) * L * sizeof(floating))
+        r += nrun
+    counts[0] += M.matched
+    counts[1] += M.nonneg
+    counts[2] += M.bad
+
+
+cdef void munpool_item(const Geom* G, const floating* xp, const int64_t* ip,
+                       floating* op, Py_ssize_t g0, Py_ssize_t g1,
+                       int64_t* counts) noexcept nogil:
+    """Rows [g0, g1) counted over all volumes."""
+    cdef Py_ssize_t v, r0, r1
+    while g0 < g1:
+        v = g0 // G.rows
+        r0 = g0 - v * G.rows
+        r1 = min(G.rows, r0 + (g1 - g0))
+        munpool_rows(G, xp + v * G.in_vol, ip + v * G.in_vol, op + v * G.out_vol,
+                     r0, r1, counts)
+        g0 += r1 - r0
+
+
+def _max_unpool_blocks(const floating[::1] x, const int64_t[::1] indices,
+                       floating[::1] out, const Py_ssize_t[::1] geo, Py_ssize_t n,
+                       Py_ssize_t nvol, Py_ssize_t rows_per_item, int nthreads):
+    """Max unpooling when every axis has stride == ksize, no low padding and
+    out_shape >= in_shape * ksize (``geo`` as for ``unpool``).  Returns True
+    when every index was -1 or inside its own window, which makes ``out``
+    the result (no two windows share a cell); False otherwise, and ``out``
+    must then be computed by ``max_unpool`` (which every bad index reaches)."""
+    cdef Geom G = _geom(geo, n)
+    cdef Py_ssize_t total = nvol * G.rows
+    cdef Py_ssize_t nitems = (total + rows_per_item - 1) // rows_per_item
+    cdef Py_ssize_t it, g0
+    cdef int64_t matched = 0, nonneg = 0, bad = 0
+    cdef int64_t* counts
+    cdef const floating* xp = &x[0]
+    cdef const int64_t* ip = &indices[0]
+    cdef floating* op = &out[0]
+    if nitems == 0:
+        return True
+    counts = <int64_t*>malloc(3 * nitems * sizeof(int64_t))
+    if counts == NULL:
+        raise MemoryError()
+    memset(counts, 0, 3 * nitems * sizeof(int64_t))
+    for it in prange(nitems, nogil=True, schedule='dynamic', chunksize=1,
+                     num_threads=nthreads):
+        g0 = it * rows_per_item
+        munpool_item(&G, xp, ip, op, g0, min(g0 + rows_per_item, total), counts + 3 * it)
+    for it in range(nitems):
+        matched += counts[3 * it]
+        nonneg += counts[3 * it + 1]
+        bad += counts[3 * it + 2]
+    free(counts)
+    return matched == nonneg and bad == 0
 
 
 # ---------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Each function normalises its arguments with ``ndconv._args``, allocates the
 result and calls one kernel of ``ndconv._pool`` with C-contiguous buffers
 and a packed geometry vector (``in_shape``, ``out_shape``, ``ksize``,
-``stride``, ``pad_lo``, ``n`` ints each).  The kernels trust what they get:
-every check happens here.
+``stride``, ``pad_lo``, ``n + 1`` ints each: a leading axis of size 1 gives
+the kernels at least two axes, so that they always walk rows in runs).  The
+kernels trust what they get: every check happens here.
 """
 
 import math
@@ -18,10 +19,10 @@ from ._threads import get_num_threads
 __all__ = ['unpooling_nd', 'max_pooling_nd', 'max_unpooling_nd',
            'average_pooling_nd']
 
-# Output cells per work item of the row kernels: fixed by the shapes, never
-# by the thread count (the results would not change anyway: each item
-# writes its own cells).
-_ITEM_CELLS = 1 << 14
+# Cells read and written per work item of the row kernels (about 512 KiB of
+# float32): fixed by the shapes, never by the thread count (the results
+# would not change anyway: each item writes its own cells).
+_ITEM_CELLS = 1 << 17
 # Every index the kernels form stays far from the int64 limit.
 _INDEX_LIMIT = 1 << 62
 
@@ -40,20 +41,24 @@ def _window_args(x, ksize, stride, pad, strings):
 
 
 def _geometry(in_shape, out_shape, ksize, stride, pads):
-    """The packed geometry vector, refusing sizes whose index arithmetic
-    could leave int64."""
+    """The packed geometry vector, with a leading axis of size 1, refusing
+    sizes whose index arithmetic could leave int64; n + 1 is its number of
+    axes."""
     for i, (D, O, k, s, (lo, hi)) in enumerate(
             zip(in_shape, out_shape, ksize, stride, pads)):
         if D + O + k + lo + hi + s * (D + O + 1) >= _INDEX_LIMIT:
             raise ValueError('axis %d: ksize %d, stride %d, pad %r with sizes %d '
                              'and %d are too large for 64-bit index arithmetic'
                              % (i, k, s, (lo, hi), D, O))
-    return np.array(list(in_shape) + list(out_shape) + list(ksize) + list(stride)
-                    + [lo for lo, _ in pads], dtype=np.intp)
+    return np.array([1] + list(in_shape) + [1] + list(out_shape) + [1] + list(ksize)
+                    + [1] + list(stride) + [0] + [lo for lo, _ in pads], dtype=np.intp)
 
 
-def _rows_per_item(out_sp):
-    return max(1, _ITEM_CELLS // out_sp[-1])
+def _rows_per_item(in_sp, out_sp):
+    """Output rows per work item: about _ITEM_CELLS cells of input and
+    output together."""
+    per_row = out_sp[-1] * (1 + math.prod(in_sp) / math.prod(out_sp))
+    return max(1, int(_ITEM_CELLS // per_row))
 
 
 def _allocate(shape, dtype):
@@ -148,8 +153,8 @@ def unpooling_nd(x, ksize, stride=None, pad=0, outsize=None, cover_all=True):
     res = _allocate((N, C) + out_sp, ct)
     if res.size:
         geo = _geometry(sizes, out_sp, ksize, stride, pads)
-        ok = _pool.unpool(_flat(A.as_compute(x, ct)), _flat(res), geo, n, N * C,
-                          _rows_per_item(out_sp), get_num_threads())
+        ok = _pool.unpool(_flat(A.as_compute(x, ct)), _flat(res), geo, n + 1, N * C,
+                          _rows_per_item(sizes, out_sp), get_num_threads())
         if not ok:
             raise MemoryError('ndconv could not allocate its per-thread row buffer')
     return res.astype(rt, copy=False)
@@ -225,8 +230,8 @@ def max_pooling_nd(x, ksize, stride=None, pad=0, cover_all=True,
     idx = _allocate(shape if return_indices else (1,), np.int64)
     if res.size:
         geo = _geometry(sizes, out_sp, ksize, stride, pads)
-        _pool.max_pool(_flat(A.as_compute(x, ct)), _flat(res), _flat(idx), geo, n,
-                       N * C, _rows_per_item(out_sp), return_indices,
+        _pool.max_pool(_flat(A.as_compute(x, ct)), _flat(res), _flat(idx), geo, n + 1,
+                       N * C, _rows_per_item(sizes, out_sp), return_indices,
                        get_num_threads())
     res = res.astype(rt, copy=False)
     return (res, idx) if return_indices else res
@@ -304,6 +309,38 @@ def max_unpooling_nd(x, indices, ksize, stride=None, pad=0, outsize=None):
     sizes = x.shape[2:]
     out_sp = A.transposed_out_shape(sizes, ksize, stride, pads, (1,) * n, outsize)
     vol = math.prod(out_sp)
+    # Disjoint windows that fit in the output (the inverse of a pooling with
+    # stride == ksize): one pass gathers each output cell from its window and
+    # checks on the way that every index is -1 or inside its own window.  Any
+    # other index (a bad one included) sends the call to the general scatter
+    # below, which starts from scratch.
+    blocks = all(s == k and lo == 0 and O >= D * k for D, O, k, s, (lo, _)
+                 in zip(sizes, out_sp, ksize, stride, pads))
+    if not blocks:
+        _check_indices(indices, vol, out_sp)
+    rt, ct = A.result_dtype(x)
+    N, C = x.shape[:2]
+    res = _allocate((N, C) + out_sp, ct)
+    if not res.size:
+        return res.astype(rt, copy=False)
+    xc = _flat(A.as_compute(x, ct))
+    ic = _flat(np.ascontiguousarray(indices, dtype=np.int64))
+    if blocks:
+        geo = _geometry(sizes, out_sp, ksize, stride, pads)
+        if _pool._max_unpool_blocks(xc, ic, _flat(res), geo, n + 1, N * C,
+                                    _rows_per_item(sizes, out_sp), get_num_threads()):
+            return res.astype(rt, copy=False)
+        _check_indices(indices, vol, out_sp)
+    A.check_size((get_num_threads(), (vol + 7) // 8), 1, 'workspace')
+    ok = _pool.max_unpool(xc, ic, _flat(res), N * C, math.prod(sizes), vol,
+                          get_num_threads())
+    if not ok:
+        raise MemoryError('ndconv could not allocate its per-thread workspace')
+    return res.astype(rt, copy=False)
+
+
+def _check_indices(indices, vol, out_sp):
+    """ValueError naming the first index that is neither -1 nor in [0, vol)."""
     if indices.size:
         low, high = int(indices.min()), int(indices.max())
         if low < -1 or high >= vol:
@@ -314,18 +351,6 @@ def max_unpooling_nd(x, indices, ksize, stride=None, pad=0, outsize=None):
                 'be -1 or in [0, %d) (output spatial shape %s)'
                 % (', '.join(str(int(w)) for w in where), int(indices[where]),
                    vol, out_sp))
-    rt, ct = A.result_dtype(x)
-    N, C = x.shape[:2]
-    res = _allocate((N, C) + out_sp, ct)
-    if res.size:
-        A.check_size((get_num_threads(), (vol + 7) // 8), 1, 'workspace')
-        ok = _pool.max_unpool(_flat(A.as_compute(x, ct)),
-                              _flat(np.ascontiguousarray(indices, dtype=np.int64)),
-                              _flat(res), N * C, math.prod(sizes), vol,
-                              get_num_threads())
-        if not ok:
-            raise MemoryError('ndconv could not allocate its per-thread workspace')
-    return res.astype(rt, copy=False)
 
 
 def average_pooling_nd(x, ksize, stride=None, pad=0, pad_value=0):
@@ -393,6 +418,6 @@ def average_pooling_nd(x, ksize, stride=None, pad=0, pad_value=0):
     res = _allocate((N, C) + out_sp, ct)
     if res.size:
         geo = _geometry(sizes, out_sp, ksize, stride, pads)
-        _pool.avg_pool(_flat(A.as_compute(x, ct)), _flat(res), geo, n, N * C,
-                       _rows_per_item(out_sp), count_pad, get_num_threads())
+        _pool.avg_pool(_flat(A.as_compute(x, ct)), _flat(res), geo, n + 1, N * C,
+                       _rows_per_item(sizes, out_sp), count_pad, get_num_threads())
     return res.astype(rt, copy=False)

@@ -605,6 +605,142 @@ def test_linear_upsampling_errors():
 
 
 # ----------------------------------------------------------------------------
+# The row kernels of ext/ndconv_pool.h: one copy per ISA, picked at run time.
+# Every copy this CPU runs must give the bits of the generic (plain C) one, on
+# shapes that hit their vector tails, window edges, each stride path and
+# windows cut into several kernel calls.
+
+ISAS = ['avx512', 'avx2', 'generic']
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    from ndconv import _pool
+    try:
+        if _pool._select_isa(request.param) != request.param:
+            pytest.skip('this CPU has no %s' % request.param)
+        yield request.param
+    finally:
+        _pool._select_isa('auto')
+
+
+def _generic(call):
+    from ndconv import _pool
+    _pool._select_isa('generic')
+    try:
+        return call()
+    finally:
+        _pool._select_isa('auto')
+
+
+def _awkward(rng, shape, dtype):
+    """Few distinct values (many ties), signed zeros, NaNs and infinities."""
+    x = rng.integers(-3, 4, size=shape).astype(dtype)
+    x[x == 0] = rng.choice(np.array([0.0, -0.0], dtype), size=int(np.sum(x == 0)))
+    flat = x.reshape(-1)
+    for v in (np.nan, np.inf, -np.inf):
+        flat[rng.integers(0, flat.size, size=max(1, flat.size // 97))] = v
+    return x
+
+
+def _finite(x):
+    return np.where(np.isfinite(x), x, 0).astype(x.dtype)
+
+
+def _same_bits(got, want):
+    for g, w in zip(_as_list(got), _as_list(want)):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        assert g.tobytes() == w.tobytes()
+
+
+# (spatial shape, ksize, stride, pad): last-axis lengths around 4, 8, 16 and 32
+# (every vector width), edges on both sides, strides 1, 2 and 3 (gathers), and
+# a window with more than 64 outer rows (several calls per output row).
+KERNEL_CASES = [
+    ((37,), 2, 2, 0),
+    ((33,), 3, 1, 1),
+    ((2, 31), (1, 2), (1, 2), ((0, 0), (1, 0))),
+    ((3, 17), (2, 3), (1, 2), 1),
+    ((4, 40), (2, 4), (2, 3), ((1, 0), (2, 1))),
+    ((5, 6, 65), 2, 2, 0),
+    ((4, 5, 50), (2, 2, 3), (2, 1, 1), ((0, 1), (1, 1), (1, 1))),
+    ((9, 9, 12), (9, 9, 2), (1, 1, 2), ((0, 0), (1, 1), (1, 0))),
+    ((3, 4, 2, 19), (2, 1, 2, 2), (1, 1, 2, 2), ((0, 1), (0, 0), (1, 0), (0, 1))),
+]
+
+
+@pytest.mark.parametrize('dtype', FLOATS)
+@pytest.mark.parametrize('case', range(len(KERNEL_CASES)))
+def test_kernels_every_isa_bitwise(isa, case, dtype):
+    sp, k, s, p = KERNEL_CASES[case]
+    rng = gen('isa', case, dtype)
+    x = _awkward(rng, (2, 3) + sp, dtype)
+    calls = [
+        lambda: max_pooling_nd(x, k, s, p),
+        lambda: max_pooling_nd(x, k, s, p, return_indices=True),
+        lambda: max_pooling_nd(x, k, s, p, cover_all=False, return_indices=True),
+        lambda: average_pooling_nd(x, k, s, p),
+        lambda: average_pooling_nd(x, k, s, p, None),
+        lambda: unpooling_nd(_finite(x), k, s, p),
+        lambda: unpooling_nd(_finite(x), k, None, 0, cover_all=False),
+    ]
+    for call in calls:
+        _same_bits(call(), _generic(call))
+
+
+@pytest.mark.parametrize('dtype', FLOATS)
+def test_kernels_every_isa_against_reference(isa, dtype):
+    rng = gen('isa-ref', dtype)
+    for sp, k, s, p in KERNEL_CASES[:4] + KERNEL_CASES[6:7]:
+        n = len(sp)
+        x = _awkward(rng, (1, 2) + sp, dtype)
+        k_, s_ = (k,) * n if isinstance(k, int) else k, (s,) * n if isinstance(s, int) else s
+        pads = tuple((p, p) if isinstance(p, int) else p for _ in range(n)) \
+            if isinstance(p, int) else p
+        ey, ei = ref.max_pool(x, k_, s_, pads, True)
+        y, i = max_pooling_nd(x, k, s, p, return_indices=True)
+        np.testing.assert_array_equal(y, ey.astype(dtype))
+        np.testing.assert_array_equal(i, ei)
+        check(average_pooling_nd(_finite(x), k, s, p, None),
+              ref.avg_pool(_finite(x), k_, s_, pads, False))
+
+
+@pytest.mark.parametrize('dtype', FLOATS)
+@pytest.mark.parametrize('sp, k', [((36,), 2), ((4, 18), (2, 3)), ((4, 6, 34), 2),
+                                   ((4, 2, 3, 10), (2, 1, 3, 2))])
+def test_max_unpooling_blocks_every_isa(isa, sp, k, dtype):
+    """Disjoint windows: the gather path (indices inside their own windows),
+    its fall back to the scatter when an index leaves its window, -1 entries
+    and an output larger than the windows cover."""
+    rng = gen('mu-isa', sp, k, dtype)
+    n = len(sp)
+    x = _awkward(rng, (2, 3) + sp, dtype)
+    y, idx = max_pooling_nd(x, k, return_indices=True)
+    kk = (k,) * n if isinstance(k, int) else k
+    big = tuple(d + kk_ - 1 for d, kk_ in zip(sp, kk))     # the largest outsize
+    ibig = np.ravel_multi_index(np.unravel_index(idx, sp), big)
+    for out, ids in ((sp, idx), (big, ibig)):
+        want = ref.max_unpool(y, ids, out)
+        u = max_unpooling_nd(y, ids, k, outsize=out)
+        check(u, want)
+        _same_bits(u, _generic(lambda: max_unpooling_nd(y, ids, k, outsize=out)))
+    idx2 = idx.copy()
+    idx2.reshape(-1)[::7] = -1
+    check(max_unpooling_nd(y, idx2, k, outsize=sp), ref.max_unpool(y, idx2, sp))
+    # one index moved to a valid cell outside its window (a collision too)
+    idx3 = idx.copy()
+    idx3.reshape(6, -1)[:, -1] = idx3.reshape(6, -1)[:, 0]
+    check(max_unpooling_nd(y, idx3, k, outsize=sp), ref.max_unpool(y, idx3, sp))
+    bad = idx.copy()
+    bad.reshape(-1)[-1] = math.prod(sp)
+    with pytest.raises(ValueError, match='outside the output volume'):
+        max_unpooling_nd(y, bad, k, outsize=sp)
+    bad.reshape(-1)[-1] = -2
+    with pytest.raises(ValueError, match='outside the output volume'):
+        max_unpooling_nd(y, bad, k, outsize=sp)
+
+
+# ----------------------------------------------------------------------------
 # PyTorch, where it is installed.
 
 def _torch():

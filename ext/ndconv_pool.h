@@ -1,0 +1,786 @@
+/* Row kernels of the pooling family (ext/_pool.pyx).
+ *
+ * Each kernel runs over a block of R output rows of nq cells.  The window
+ * kernels (max, average) read, for output row r2 and cell q, the taps
+ *
+ *     rows[r][r2 * rstep + off + q * s + t],   r < nr (C order), t0 <= t < t1
+ *
+ * in C order of the window (r major, t minor); every one of those cells is
+ * inside the input (the caller splits off the edge cells, which get their own
+ * calls with nq = 1 and a narrower [t0, t1)).  The flat index of a tap inside
+ * its (n, c) volume is rbase[r] + r2 * rstep + off + q * s + t.  The output
+ * of row r2 is out[r2 * ostep + q].  A long window is cut into several calls
+ * over parts of the rows: `first` starts from nothing, otherwise the running
+ * result is read back from out (and idx); the average divides by `div` when
+ * `last`.
+ *
+ * Max keeps the first maximum in C order: a value replaces the running one
+ * when it is larger, or when it is a NaN and the running one is not, so ties
+ * and later NaNs never replace.  Written branch-free (compare, then blend), it
+ * gives the same bits on every ISA and with any blocking.  A window with no
+ * tap gives -inf and index -1.  The average adds from 0 in tap order and
+ * divides once, so its bits do not depend on the ISA either.
+ *
+ * Each ISA gets its own copy, compiled with a target attribute; the module is
+ * built for baseline x86-64 and ndconv_pool_select picks the widest copy the
+ * CPU runs (or the one asked for, to test them all).  The vector bodies are
+ * written once, as macros over a small set of per-ISA primitives (P##_name):
+ *   W                      lanes of a vector
+ *   lm(rem)                lane masks of a block with rem outputs left
+ *   ld1(p, lm, F)          p[0 .. W): stride 1
+ *   ld2(p, lm, F)          p[0], p[2], ... p[2W - 2]: stride 2, one tap
+ *   ld2p(p, lm, F, &e, &o) p[0], p[2], ... and p[1], p[3], ...: two taps
+ *   ldg(p, s, lm)          p[0], p[s], ...: any stride (gather)
+ *   st(p, v, lm, F)        store the block's lanes
+ *   gt(v, cur)             mask: v replaces cur (see above)
+ *   sel(m, a, b)           m ? b : a per lane
+ *   iota(s), iadd(io, b), isel, ild, ist: the int64 index vectors
+ * F (a compile-time constant in the bodies) says the block has all W outputs,
+ * so that no lane mask is needed; a partial block reads only its own taps.
+ * The generic copy is the same bodies over one-lane "vectors".
+ */
+#ifndef NDCONV_POOL_H
+#define NDCONV_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+typedef struct {
+    const void *const *rows;   /* nr row pointers (float or double) */
+    const int64_t *rbase;      /* flat index of rows[r][0]; used with idx */
+    Py_ssize_t nr, t0, t1, s, off, nq, R, rstep, ostep;
+    void *out;
+    int64_t *idx;              /* NULL: no indices */
+    int first, last;
+    double div;                /* the average's divisor */
+} ndp_args;
+
+/* Prefetch distance of the window kernels in output rows: at least 4 KiB
+ * of input ahead. */
+#define NDP_PF_ROWS(rstep, size) \
+    ((rstep) > 0 ? (4096 / (Py_ssize_t)(size) + (rstep) - 1) / (rstep) : 0)
+
+/* Strides above this go to the generic kernels (the gathers use int32
+ * offsets). */
+#define NDP_MAX_GATHER_STRIDE ((Py_ssize_t)1 << 26)
+
+/* Broadcast unpooling of R output rows: row r2 reads input row
+ * src + ((ph + r2) / kr) * istep and writes out[q] = row[q / k] for
+ * q < min(L, D * k), zeros after. */
+typedef struct {
+    const void *src;
+    Py_ssize_t istep, kr, ph, R, ostep, D, k, L;
+    void *out;
+} ndp_bcast_args;
+
+/* Max unpooling when every window is a disjoint block (stride == ksize, no
+ * low padding) and lies inside the output: output row r2 holds, at cell q <
+ * D * k, x[i] if idx[i] == ob0 + r2 * ostep + q (i = q / k) and 0 otherwise,
+ * zeros after D * k.  The input rows are x + ((ph + r2) / kr) * istep (idx the
+ * same).  Adds to *matched the cells written from x; when `count` is set,
+ * adds to *nonneg / *bad the indices >= 0 / < -1 of each input row the first
+ * time it is read ((ph + r2) % kr == 0). */
+typedef struct {
+    const void *x;
+    const int64_t *idx;
+    Py_ssize_t istep, kr, ph, R, ostep, D, k, L;
+    int64_t ob0;
+    void *out;
+    int count;
+    int64_t matched, nonneg, bad;
+} ndp_munpool_args;
+
+typedef void (*ndp_fn)(const ndp_args *a);
+typedef void (*ndp_row_fn)(ndp_bcast_args *a);
+typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
+
+/* ------------------------------------------------------------------------
+ * The window bodies.  P: primitive prefix; LM: its lane-mask type; U: the
+ * number of blocks of W outputs carried through the taps at once (each is a
+ * dependency chain of compares and blends or adds; several in flight hide
+ * the latency); S: 1, 2 or 0 (any stride); IDX: whether indices are kept.
+ * The blocks are numbered over the R rows (nb blocks a row) and taken U at
+ * a time, then one at a time. */
+
+/* Loads of one tap for a block: F (a constant) says the block is full (W
+ * outputs), which needs no lane masks. */
+#define NDP_LD(P, S, F, p, s, lm) \
+    ((S) == 1 ? P##_ld1(p, lm, F) : (S) == 2 ? P##_ld2(p, lm, F) : P##_ldg(p, s, lm))
+
+/* Per-block set-up shared by the bodies: offsets and lane masks of the UU
+ * blocks starting at row br2, block bi of that row; F: all of them full. */
+#define NDP_BLOCKS(P, T, LM, W, UU)                                           \
+    Py_ssize_t c0[UU], oo[UU];                                                \
+    LM lm[UU];                                                                \
+    int F = 1;                                                                \
+    {                                                                         \
+        Py_ssize_t r2 = br2, bi2 = bi;                                        \
+        _Pragma("GCC unroll 8")                                               \
+        for (int c = 0; c < (UU); c++) {                                      \
+            Py_ssize_t q0 = bi2 * (W);                                        \
+            c0[c] = r2 * a->rstep + a->off + q0 * s;                          \
+            oo[c] = r2 * a->ostep + q0;                                       \
+            lm[c] = P##_lm(nq - q0);                                          \
+            F &= nq - q0 >= (W);                                              \
+            if (++bi2 == nb) { bi2 = 0; r2++; }                               \
+        }                                                                     \
+        br2 = r2;                                                             \
+        bi = bi2;                                                             \
+    }
+
+/* The taps of rows [r, nr) from tap t of row r on (then from t0), C order,
+ * each handed to UPD(c, v, tap) for every block c.  Stride 2 loads two
+ * neighbouring taps at once (even and odd lanes of the same vectors).  Each
+ * row is prefetched pfo cells ahead (a few output rows further down the
+ * run): the hardware prefetchers alone leave a single core at about half
+ * the speed on this access pattern. */
+#define NDP_TAPS(P, T, VT, UU, S, F, UPD, X1, X2)                                   \
+    for (; r < nr; r++, t = t0) {                                             \
+        const T *p = rows[r];                                                 \
+        const int64_t rb = a->rbase ? a->rbase[r] : 0;                        \
+        (void)rb;                                                             \
+        _Pragma("GCC unroll 8")                                               \
+        for (int c = 0; c < (UU); c++) {                                      \
+            __builtin_prefetch(p + (c0[c] + pfo), 0, 3);                      \
+            if ((S) != 1) __builtin_prefetch(p + (c0[c] + pfo) + 64 / sizeof(T), 0, 3); \
+        }                                                                     \
+        if ((S) == 2) {                                                       \
+            for (; t + 1 < t1; t += 2) {                                      \
+                _Pragma("GCC unroll 8")                                       \
+                for (int c = 0; c < (UU); c++) {                              \
+                    VT ve, vo;                                                \
+                    P##_ld2p(p + (c0[c] + t), lm[c], F, &ve, &vo);            \
+                    UPD(P, X1, X2, c, ve, t);                                 \
+                    UPD(P, X1, X2, c, vo, t + 1);                             \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+        for (; t < t1; t++) {                                                 \
+            _Pragma("GCC unroll 8")                                           \
+            for (int c = 0; c < (UU); c++) {                                  \
+                VT v = NDP_LD(P, S, F, p + (c0[c] + t), s, lm[c]);            \
+                UPD(P, X1, X2, c, v, t);                                      \
+            }                                                                 \
+        }                                                                     \
+    }
+
+#define NDP_MAX_UPD(P, MT, IDX, c, v, tap)                                            \
+    do {                                                                      \
+        MT m_ = P##_gt(v, cur[c]);                                            \
+        cur[c] = P##_sel(m_, cur[c], v);                                      \
+        if (IDX) ci[c] = P##_isel(m_, ci[c], P##_iadd(io, rb + c0[c] + (tap))); \
+    } while (0)
+
+#define NDP_MAX_GROUP(P, T, VT, MT, IT, LM, W, UU, S, IDX, F)                 \
+    {                                                                         \
+        VT cur[UU];                                                           \
+        IT ci[UU];                                                            \
+        Py_ssize_t r = 0, t = t0;                                             \
+        if (!a->first) {                                                      \
+            _Pragma("GCC unroll 8")                                           \
+            for (int c = 0; c < (UU); c++) {                                  \
+                cur[c] = P##_ld1(out + oo[c], lm[c], F);                      \
+                if (IDX) ci[c] = P##_ild(a->idx + oo[c], lm[c], F);           \
+            }                                                                 \
+        } else if (empty) {                                                   \
+            _Pragma("GCC unroll 8")                                           \
+            for (int c = 0; c < (UU); c++) {                                  \
+                cur[c] = P##_set1(-INFINITY);                                 \
+                ci[c] = P##_iset1(-1);                                        \
+            }                                                                 \
+            r = nr;                                                           \
+        } else if ((S) == 2 && t0 + 1 < t1) {                                 \
+            const int64_t rb = (IDX) ? a->rbase[0] : 0;                       \
+            (void)rb;                                                         \
+            _Pragma("GCC unroll 8")                                           \
+            for (int c = 0; c < (UU); c++) {                                  \
+                VT ve, vo;                                                    \
+                P##_ld2p(rows[0] + (c0[c] + t0), lm[c], F, &ve, &vo);         \
+                cur[c] = ve;                                                  \
+                if (IDX) ci[c] = P##_iadd(io, rb + c0[c] + t0);               \
+                NDP_MAX_UPD(P, MT, IDX, c, vo, t0 + 1);                       \
+            }                                                                 \
+            t = t0 + 2;                                                       \
+        } else {                                                              \
+            _Pragma("GCC unroll 8")                                           \
+            for (int c = 0; c < (UU); c++) {                                  \
+                cur[c] = NDP_LD(P, S, F, rows[0] + (c0[c] + t0), s, lm[c]);   \
+                if (IDX) ci[c] = P##_iadd(io, a->rbase[0] + c0[c] + t0);      \
+            }                                                                 \
+            t = t0 + 1;                                                       \
+        }                                                                     \
+        NDP_TAPS(P, T, VT, UU, S, F, NDP_MAX_UPD, MT, IDX)                    \
+        _Pragma("GCC unroll 8")                                               \
+        for (int c = 0; c < (UU); c++) {                                      \
+            P##_st(out + oo[c], cur[c], lm[c], F);                            \
+            if (IDX) P##_ist(a->idx + oo[c], ci[c], lm[c], F);                \
+        }                                                                     \
+    }
+
+#define NDP_MAX_BLOCKS(P, T, VT, MT, IT, LM, W, UU, S, IDX)                   \
+    {                                                                         \
+        NDP_BLOCKS(P, T, LM, W, UU)                                           \
+        if (F) NDP_MAX_GROUP(P, T, VT, MT, IT, LM, W, UU, S, IDX, 1)          \
+        else NDP_MAX_GROUP(P, T, VT, MT, IT, LM, W, UU, S, IDX, 0)            \
+    }
+
+#define NDP_MAX_BODY(P, T, VT, MT, IT, LM, W, U, S, IDX)                      \
+    do {                                                                      \
+        const T *const *rows = (const T *const *)a->rows;                     \
+        T *const out = (T *)a->out;                                           \
+        const Py_ssize_t nr = a->nr, t0 = a->t0, t1 = a->t1, s = a->s;        \
+        const Py_ssize_t nq = a->nq, nb = (nq + (W) - 1) / (W);               \
+        const Py_ssize_t nblk = a->R * nb;                                    \
+        const int empty = nr <= 0 || t1 <= t0;                                \
+        IT io = P##_iota(s);                                                  \
+        const Py_ssize_t pfo = NDP_PF_ROWS(a->rstep, sizeof(T)) * a->rstep;  \
+        Py_ssize_t b = 0, br2 = 0, bi = 0;                                    \
+        (void)io;                                                             \
+        for (; b + (U) <= nblk; b += (U))                                     \
+            NDP_MAX_BLOCKS(P, T, VT, MT, IT, LM, W, U, S, IDX)                \
+        for (; b < nblk; b++)                                                 \
+            NDP_MAX_BLOCKS(P, T, VT, MT, IT, LM, W, 1, S, IDX)                \
+    } while (0)
+
+#define NDP_AVG_UPD(P, X1, X2, c, v, tap) (acc[c] = P##_add(acc[c], v))
+
+#define NDP_AVG_GROUP(P, T, VT, LM, W, UU, S, F)                              \
+    {                                                                         \
+        VT acc[UU];                                                           \
+        Py_ssize_t r = 0, t = t0;                                             \
+        _Pragma("GCC unroll 8")                                               \
+        for (int c = 0; c < (UU); c++)                                        \
+            acc[c] = a->first ? P##_set1(0) : P##_ld1(out + oo[c], lm[c], F); \
+        NDP_TAPS(P, T, VT, UU, S, F, NDP_AVG_UPD, _, _)                       \
+        _Pragma("GCC unroll 8")                                               \
+        for (int c = 0; c < (UU); c++)                                        \
+            P##_st(out + oo[c], a->last ? P##_div(acc[c], dv) : acc[c], lm[c], F); \
+    }
+
+#define NDP_AVG_BLOCKS(P, T, VT, LM, W, UU, S)                                \
+    {                                                                         \
+        NDP_BLOCKS(P, T, LM, W, UU)                                           \
+        if (F) NDP_AVG_GROUP(P, T, VT, LM, W, UU, S, 1)                       \
+        else NDP_AVG_GROUP(P, T, VT, LM, W, UU, S, 0)                         \
+    }
+
+#define NDP_AVG_BODY(P, T, VT, LM, W, U, S)                                   \
+    do {                                                                      \
+        const T *const *rows = (const T *const *)a->rows;                     \
+        T *const out = (T *)a->out;                                           \
+        const Py_ssize_t nr = a->nr, t0 = a->t0, t1 = a->t1, s = a->s;        \
+        const Py_ssize_t nq = a->nq, nb = (nq + (W) - 1) / (W);               \
+        const Py_ssize_t nblk = a->R * nb;                                    \
+        const VT dv = P##_set1((T)a->div);                                    \
+        const Py_ssize_t pfo = NDP_PF_ROWS(a->rstep, sizeof(T)) * a->rstep;  \
+        Py_ssize_t b = 0, br2 = 0, bi = 0;                                    \
+        for (; b + (U) <= nblk; b += (U))                                     \
+            NDP_AVG_BLOCKS(P, T, VT, LM, W, U, S)                             \
+        for (; b < nblk; b++)                                                 \
+            NDP_AVG_BLOCKS(P, T, VT, LM, W, 1, S)                             \
+    } while (0)
+
+/* Functions of one ISA and one type: max with and without indices and the
+ * average, each dispatching on the stride (1, 2, other). */
+#define NDP_DEFINE_WINDOW(ATTR, SUF, P, T, VT, MT, IT, LM, W, U)              \
+    ATTR static void ndp_max_##SUF(const ndp_args *a)                         \
+    {                                                                         \
+        if (a->idx) {                                                         \
+            if (a->s == 1) NDP_MAX_BODY(P, T, VT, MT, IT, LM, W, U, 1, 1);    \
+            else if (a->s == 2) NDP_MAX_BODY(P, T, VT, MT, IT, LM, W, U, 2, 1); \
+            else NDP_MAX_BODY(P, T, VT, MT, IT, LM, W, U, 0, 1);              \
+        } else {                                                              \
+            if (a->s == 1) NDP_MAX_BODY(P, T, VT, MT, IT, LM, W, U, 1, 0);    \
+            else if (a->s == 2) NDP_MAX_BODY(P, T, VT, MT, IT, LM, W, U, 2, 0); \
+            else NDP_MAX_BODY(P, T, VT, MT, IT, LM, W, U, 0, 0);              \
+        }                                                                     \
+    }                                                                         \
+    ATTR static void ndp_avg_##SUF(const ndp_args *a)                         \
+    {                                                                         \
+        if (a->s == 1) NDP_AVG_BODY(P, T, VT, LM, W, U, 1);                   \
+        else if (a->s == 2) NDP_AVG_BODY(P, T, VT, LM, W, U, 2);              \
+        else NDP_AVG_BODY(P, T, VT, LM, W, U, 0);                             \
+    }
+
+/* ---- generic: one lane, plain C ---------------------------------------- */
+
+#define NDP_SCALAR_PRIMS(P, T)                                                \
+    typedef struct { int64_t a; } P##_it;                                     \
+    typedef int P##_lmt;                                                      \
+    static inline P##_lmt P##_lm(Py_ssize_t rem) { (void)rem; return 1; }     \
+    static inline T P##_ld1(const T *p, P##_lmt lm, int F) { (void)lm; (void)F; return *p; } \
+    static inline T P##_ld2(const T *p, P##_lmt lm, int F) { (void)lm; (void)F; return *p; } \
+    static inline void P##_ld2p(const T *p, P##_lmt lm, int F, T *e, T *o) { (void)lm; (void)F; *e = p[0]; *o = p[1]; } \
+    static inline T P##_ldg(const T *p, Py_ssize_t s, P##_lmt lm) { (void)s; (void)lm; return *p; } \
+    static inline void P##_st(T *p, T v, P##_lmt lm, int F) { (void)lm; (void)F; *p = v; } \
+    static inline T P##_set1(T v) { return v; }                               \
+    static inline T P##_add(T a, T b) { return a + b; }                       \
+    static inline T P##_div(T a, T b) { return a / b; }                       \
+    static inline int P##_gt(T v, T cur) { return (cur == cur) & !(v <= cur); } \
+    static inline T P##_sel(int m, T a, T b) { return m ? b : a; }            \
+    static inline P##_it P##_iota(Py_ssize_t s) { (void)s; P##_it r = {0}; return r; } \
+    static inline P##_it P##_iset1(int64_t v) { P##_it r = {v}; return r; }   \
+    static inline P##_it P##_iadd(P##_it io, int64_t b) { P##_it r = {io.a + b}; return r; } \
+    static inline P##_it P##_isel(int m, P##_it a, P##_it b) { return m ? b : a; } \
+    static inline P##_it P##_ild(const int64_t *p, P##_lmt lm, int F) { (void)lm; (void)F; P##_it r = {*p}; return r; } \
+    static inline void P##_ist(int64_t *p, P##_it v, P##_lmt lm, int F) { (void)lm; (void)F; *p = v.a; }
+
+NDP_SCALAR_PRIMS(ndp_g32, float)
+NDP_SCALAR_PRIMS(ndp_g64, double)
+
+NDP_DEFINE_WINDOW(, f32_generic, ndp_g32, float, float, int, ndp_g32_it, ndp_g32_lmt, 1, 4)
+NDP_DEFINE_WINDOW(, f64_generic, ndp_g64, double, double, int, ndp_g64_it, ndp_g64_lmt, 1, 4)
+
+/* Broadcast and max-unpooling rows in plain C; compiled again for each ISA
+ * below (GCC vectorises the k == 2 loops). */
+#define NDP_BCAST_BODY(T)                                                     \
+    do {                                                                      \
+        const Py_ssize_t D = a->D, k = a->k, L = a->L;                        \
+        Py_ssize_t qmax = D * k < L ? D * k : L;                              \
+        Py_ssize_t nfull = qmax / k;                                          \
+        for (Py_ssize_t r2 = 0; r2 < a->R; r2++) {                            \
+            const T *restrict src = (const T *)a->src + ((a->ph + r2) / a->kr) * a->istep; \
+            T *restrict o = (T *)a->out + r2 * a->ostep;                      \
+            if (k == 1) {                                                     \
+                memcpy(o, src, nfull * sizeof(T));                            \
+            } else if (k == 2) {                                              \
+                for (Py_ssize_t i = 0; i < nfull; i++) {                      \
+                    o[2 * i] = src[i];                                        \
+                    o[2 * i + 1] = src[i];                                    \
+                }                                                             \
+            } else {                                                          \
+                for (Py_ssize_t i = 0; i < nfull; i++)                        \
+                    for (Py_ssize_t t = 0; t < k; t++)                        \
+                        o[i * k + t] = src[i];                                \
+            }                                                                 \
+            for (Py_ssize_t q = nfull * k; q < qmax; q++)                     \
+                o[q] = src[nfull];                                            \
+            for (Py_ssize_t q = qmax; q < L; q++)                             \
+                o[q] = 0;                                                     \
+        }                                                                     \
+    } while (0)
+
+#define NDP_MUNPOOL_BODY(T)                                                   \
+    do {                                                                      \
+        const Py_ssize_t D = a->D, k = a->k, L = a->L;                        \
+        int64_t matched = 0, nonneg = 0, bad = 0;                             \
+        for (Py_ssize_t r2 = 0; r2 < a->R; r2++) {                            \
+            const Py_ssize_t ir = (a->ph + r2) / a->kr;                       \
+            const T *restrict x = (const T *)a->x + ir * a->istep;            \
+            const int64_t *restrict id = a->idx + ir * a->istep;              \
+            T *restrict o = (T *)a->out + r2 * a->ostep;                      \
+            const int64_t ob = a->ob0 + r2 * a->ostep;                        \
+            if (k == 2) {                                                     \
+                for (Py_ssize_t i = 0; i < D; i++) {                          \
+                    int64_t e0 = id[i] == ob + 2 * i;                         \
+                    int64_t e1 = id[i] == ob + 2 * i + 1;                     \
+                    o[2 * i] = e0 ? x[i] : (T)0;                              \
+                    o[2 * i + 1] = e1 ? x[i] : (T)0;                          \
+                    matched += e0 + e1;                                       \
+                }                                                             \
+            } else {                                                          \
+                for (Py_ssize_t i = 0; i < D; i++)                            \
+                    for (Py_ssize_t t = 0; t < k; t++) {                      \
+                        int64_t e = id[i] == ob + i * k + t;                  \
+                        o[i * k + t] = e ? x[i] : (T)0;                       \
+                        matched += e;                                         \
+                    }                                                         \
+            }                                                                 \
+            for (Py_ssize_t q = D * k; q < L; q++)                            \
+                o[q] = 0;                                                     \
+            if (a->count && (a->ph + r2) % a->kr == 0) {                      \
+                for (Py_ssize_t i = 0; i < D; i++) {                          \
+                    nonneg += id[i] >= 0;                                     \
+                    bad += id[i] < -1;                                        \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+        a->matched += matched;                                                \
+        a->nonneg += nonneg;                                                  \
+        a->bad += bad;                                                        \
+    } while (0)
+
+#define NDP_DEFINE_ROWS(ATTR, SUF)                                            \
+    ATTR static void ndp_bcast_f32_##SUF(ndp_bcast_args *a) { NDP_BCAST_BODY(float); } \
+    ATTR static void ndp_bcast_f64_##SUF(ndp_bcast_args *a) { NDP_BCAST_BODY(double); } \
+    ATTR static void ndp_munpool_f32_##SUF(ndp_munpool_args *a) { NDP_MUNPOOL_BODY(float); } \
+    ATTR static void ndp_munpool_f64_##SUF(ndp_munpool_args *a) { NDP_MUNPOOL_BODY(double); }
+
+NDP_DEFINE_ROWS(, generic)
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(NDCONV_NO_SIMD)
+#define NDP_X86 1
+#include <immintrin.h>
+
+/* ---- AVX2 ---------------------------------------------------------------- */
+
+#define NDP_AVX2 __attribute__((target("avx2")))
+
+/* lanes [0, n) of 8 (n clamped to [0, 8]) as a vector mask */
+NDP_AVX2 static inline __m256i ndp_y_lanes32(Py_ssize_t n)
+{
+    if (n < 0) n = 0;
+    if (n > 8) n = 8;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+/* lanes [0, n) of 4 int64 */
+NDP_AVX2 static inline __m256i ndp_y_lanes64(Py_ssize_t n)
+{
+    if (n < 0) n = 0;
+    if (n > 4) n = 4;
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+typedef struct { __m256i a, b; } ndp_y32_it;
+typedef Py_ssize_t ndp_y32_lmt;     /* the outputs left from the block on */
+static inline Py_ssize_t ndp_y32_lm(Py_ssize_t rem) { return rem; }
+NDP_AVX2 static inline __m256 ndp_y32_ld1(const float *p, Py_ssize_t rem, int F)
+{ return F || rem >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, ndp_y_lanes32(rem)); }
+/* even lanes (0, 2, ...) of u:v and odd lanes */
+NDP_AVX2 static inline __m256 ndp_y32_even(__m256 u, __m256 v)
+{ return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(u, v, 0x88)), 0xD8)); }
+NDP_AVX2 static inline __m256 ndp_y32_odd(__m256 u, __m256 v)
+{ return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(u, v, 0xDD)), 0xD8)); }
+NDP_AVX2 static inline __m256 ndp_y32_ld2(const float *p, Py_ssize_t rem, int F)
+{
+    (void)F;
+    if (rem > 8)
+        return ndp_y32_even(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8));
+    Py_ssize_t n = 2 * rem - 1;    /* lanes [0, 2 rem - 1) */
+    return ndp_y32_even(_mm256_maskload_ps(p, ndp_y_lanes32(n)),
+                        _mm256_maskload_ps(p + 8, ndp_y_lanes32(n - 8)));
+}
+NDP_AVX2 static inline void ndp_y32_ld2p(const float *p, Py_ssize_t rem, int F, __m256 *e, __m256 *o)
+{
+    __m256 u, v;
+    if (F || rem >= 8) {
+        u = _mm256_loadu_ps(p);
+        v = _mm256_loadu_ps(p + 8);
+    } else {
+        u = _mm256_maskload_ps(p, ndp_y_lanes32(2 * rem));
+        v = _mm256_maskload_ps(p + 8, ndp_y_lanes32(2 * rem - 8));
+    }
+    *e = ndp_y32_even(u, v);
+    *o = ndp_y32_odd(u, v);
+}
+NDP_AVX2 static inline __m256 ndp_y32_ldg(const float *p, Py_ssize_t s, Py_ssize_t rem)
+{
+    __m256i vi = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)s));
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, vi,
+                                    _mm256_castsi256_ps(ndp_y_lanes32(rem)), 4);
+}
+NDP_AVX2 static inline void ndp_y32_st(float *p, __m256 v, Py_ssize_t rem, int F)
+{ if (F || rem >= 8) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, ndp_y_lanes32(rem), v); }
+NDP_AVX2 static inline __m256 ndp_y32_set1(float v) { return _mm256_set1_ps(v); }
+NDP_AVX2 static inline __m256 ndp_y32_add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+NDP_AVX2 static inline __m256 ndp_y32_div(__m256 a, __m256 b) { return _mm256_div_ps(a, b); }
+NDP_AVX2 static inline __m256 ndp_y32_gt(__m256 v, __m256 cur)
+{ return _mm256_and_ps(_mm256_cmp_ps(v, cur, _CMP_NLE_UQ), _mm256_cmp_ps(cur, cur, _CMP_ORD_Q)); }
+NDP_AVX2 static inline __m256 ndp_y32_sel(__m256 m, __m256 a, __m256 b) { return _mm256_blendv_ps(a, b, m); }
+NDP_AVX2 static inline ndp_y32_it ndp_y32_iota(Py_ssize_t s)
+{ ndp_y32_it r = {_mm256_setr_epi64x(0, s, 2 * s, 3 * s), _mm256_setr_epi64x(4 * s, 5 * s, 6 * s, 7 * s)}; return r; }
+NDP_AVX2 static inline ndp_y32_it ndp_y32_iset1(int64_t v)
+{ ndp_y32_it r = {_mm256_set1_epi64x(v), _mm256_set1_epi64x(v)}; return r; }
+NDP_AVX2 static inline ndp_y32_it ndp_y32_iadd(ndp_y32_it io, int64_t b)
+{ __m256i bb = _mm256_set1_epi64x(b); ndp_y32_it r = {_mm256_add_epi64(io.a, bb), _mm256_add_epi64(io.b, bb)}; return r; }
+NDP_AVX2 static inline ndp_y32_it ndp_y32_isel(__m256 m, ndp_y32_it a, ndp_y32_it b)
+{
+    __m256i mi = _mm256_castps_si256(m);
+    __m256d ml = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(mi)));
+    __m256d mh = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(mi, 1)));
+    ndp_y32_it r = {
+        _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(a.a), _mm256_castsi256_pd(b.a), ml)),
+        _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(a.b), _mm256_castsi256_pd(b.b), mh))};
+    return r;
+}
+NDP_AVX2 static inline ndp_y32_it ndp_y32_ild(const int64_t *p, Py_ssize_t rem, int F)
+{
+    ndp_y32_it r;
+    if (F || rem >= 8) {
+        r.a = _mm256_loadu_si256((const __m256i *)p);
+        r.b = _mm256_loadu_si256((const __m256i *)(p + 4));
+    } else {
+        r.a = _mm256_maskload_epi64((const long long *)p, ndp_y_lanes64(rem));
+        r.b = _mm256_maskload_epi64((const long long *)(p + 4), ndp_y_lanes64(rem - 4));
+    }
+    return r;
+}
+NDP_AVX2 static inline void ndp_y32_ist(int64_t *p, ndp_y32_it v, Py_ssize_t rem, int F)
+{
+    if (F || rem >= 8) {
+        _mm256_storeu_si256((__m256i *)p, v.a);
+        _mm256_storeu_si256((__m256i *)(p + 4), v.b);
+    } else {
+        _mm256_maskstore_epi64((long long *)p, ndp_y_lanes64(rem), v.a);
+        _mm256_maskstore_epi64((long long *)(p + 4), ndp_y_lanes64(rem - 4), v.b);
+    }
+}
+
+typedef struct { __m256i a; } ndp_y64_it;
+typedef Py_ssize_t ndp_y64_lmt;
+static inline Py_ssize_t ndp_y64_lm(Py_ssize_t rem) { return rem; }
+NDP_AVX2 static inline __m256d ndp_y64_ld1(const double *p, Py_ssize_t rem, int F)
+{ return F || rem >= 4 ? _mm256_loadu_pd(p) : _mm256_maskload_pd(p, ndp_y_lanes64(rem)); }
+NDP_AVX2 static inline __m256d ndp_y64_ld2(const double *p, Py_ssize_t rem, int F)
+{
+    __m256d u, v;
+    (void)F;
+    if (rem > 4) {
+        u = _mm256_loadu_pd(p);
+        v = _mm256_loadu_pd(p + 4);
+    } else {
+        Py_ssize_t n = 2 * rem - 1;
+        u = _mm256_maskload_pd(p, ndp_y_lanes64(n));
+        v = _mm256_maskload_pd(p + 4, ndp_y_lanes64(n - 4));
+    }
+    return _mm256_permute4x64_pd(_mm256_unpacklo_pd(u, v), 0xD8);  /* u0 v0 u2 v2 -> u0 u2 v0 v2 */
+}
+NDP_AVX2 static inline void ndp_y64_ld2p(const double *p, Py_ssize_t rem, int F, __m256d *e, __m256d *o)
+{
+    __m256d u, v;
+    if (F || rem >= 4) {
+        u = _mm256_loadu_pd(p);
+        v = _mm256_loadu_pd(p + 4);
+    } else {
+        u = _mm256_maskload_pd(p, ndp_y_lanes64(2 * rem));
+        v = _mm256_maskload_pd(p + 4, ndp_y_lanes64(2 * rem - 4));
+    }
+    *e = _mm256_permute4x64_pd(_mm256_unpacklo_pd(u, v), 0xD8);
+    *o = _mm256_permute4x64_pd(_mm256_unpackhi_pd(u, v), 0xD8);
+}
+NDP_AVX2 static inline __m256d ndp_y64_ldg(const double *p, Py_ssize_t s, Py_ssize_t rem)
+{
+    __m128i vi = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32((int)s));
+    return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), p, vi,
+                                    _mm256_castsi256_pd(ndp_y_lanes64(rem)), 8);
+}
+NDP_AVX2 static inline void ndp_y64_st(double *p, __m256d v, Py_ssize_t rem, int F)
+{ if (F || rem >= 4) _mm256_storeu_pd(p, v); else _mm256_maskstore_pd(p, ndp_y_lanes64(rem), v); }
+NDP_AVX2 static inline __m256d ndp_y64_set1(double v) { return _mm256_set1_pd(v); }
+NDP_AVX2 static inline __m256d ndp_y64_add(__m256d a, __m256d b) { return _mm256_add_pd(a, b); }
+NDP_AVX2 static inline __m256d ndp_y64_div(__m256d a, __m256d b) { return _mm256_div_pd(a, b); }
+NDP_AVX2 static inline __m256d ndp_y64_gt(__m256d v, __m256d cur)
+{ return _mm256_and_pd(_mm256_cmp_pd(v, cur, _CMP_NLE_UQ), _mm256_cmp_pd(cur, cur, _CMP_ORD_Q)); }
+NDP_AVX2 static inline __m256d ndp_y64_sel(__m256d m, __m256d a, __m256d b) { return _mm256_blendv_pd(a, b, m); }
+NDP_AVX2 static inline ndp_y64_it ndp_y64_iota(Py_ssize_t s)
+{ ndp_y64_it r = {_mm256_setr_epi64x(0, s, 2 * s, 3 * s)}; return r; }
+NDP_AVX2 static inline ndp_y64_it ndp_y64_iset1(int64_t v) { ndp_y64_it r = {_mm256_set1_epi64x(v)}; return r; }
+NDP_AVX2 static inline ndp_y64_it ndp_y64_iadd(ndp_y64_it io, int64_t b)
+{ ndp_y64_it r = {_mm256_add_epi64(io.a, _mm256_set1_epi64x(b))}; return r; }
+NDP_AVX2 static inline ndp_y64_it ndp_y64_isel(__m256d m, ndp_y64_it a, ndp_y64_it b)
+{
+    ndp_y64_it r = {_mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(a.a), _mm256_castsi256_pd(b.a), m))};
+    return r;
+}
+NDP_AVX2 static inline ndp_y64_it ndp_y64_ild(const int64_t *p, Py_ssize_t rem, int F)
+{
+    ndp_y64_it r = {F || rem >= 4 ? _mm256_loadu_si256((const __m256i *)p)
+                             : _mm256_maskload_epi64((const long long *)p, ndp_y_lanes64(rem))};
+    return r;
+}
+NDP_AVX2 static inline void ndp_y64_ist(int64_t *p, ndp_y64_it v, Py_ssize_t rem, int F)
+{
+    if (F || rem >= 4) _mm256_storeu_si256((__m256i *)p, v.a);
+    else _mm256_maskstore_epi64((long long *)p, ndp_y_lanes64(rem), v.a);
+}
+
+NDP_DEFINE_WINDOW(NDP_AVX2, f32_avx2, ndp_y32, float, __m256, __m256, ndp_y32_it, ndp_y32_lmt, 8, 3)
+NDP_DEFINE_WINDOW(NDP_AVX2, f64_avx2, ndp_y64, double, __m256d, __m256d, ndp_y64_it, ndp_y64_lmt, 4, 4)
+NDP_DEFINE_ROWS(NDP_AVX2, avx2)
+
+/* ---- AVX-512 --------------------------------------------------------------- */
+
+#define NDP_512 __attribute__((target("avx512f")))
+
+static inline __mmask16 ndp_z_m16(Py_ssize_t n)
+{ return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1); }
+static inline __mmask8 ndp_z_m8(Py_ssize_t n)
+{ return n >= 8 ? (__mmask8)0xFF : n <= 0 ? (__mmask8)0 : (__mmask8)((1u << n) - 1); }
+
+/* Lane masks of a block: m1 for its outputs (min(rem, W) lanes); sa / sb for
+ * the two vectors of a one-tap stride-2 load (lanes [0, 2 rem - 1), or all
+ * when rem > W: the lane past the last tap lies before the next output's
+ * tap); pa / pb for a two-tap load (lanes [0, 2 rem)). */
+typedef struct { __mmask16 m1, sa, sb, pa, pb; } ndp_z32_lmt;
+static inline ndp_z32_lmt ndp_z32_lm(Py_ssize_t rem)
+{
+    ndp_z32_lmt m;
+    m.m1 = ndp_z_m16(rem);
+    m.sa = rem > 16 ? (__mmask16)0xFFFF : ndp_z_m16(2 * rem - 1);
+    m.sb = rem > 16 ? (__mmask16)0xFFFF : ndp_z_m16(2 * rem - 17);
+    m.pa = ndp_z_m16(2 * rem);
+    m.pb = ndp_z_m16(2 * rem - 16);
+    return m;
+}
+typedef struct { __m512i a, b; } ndp_z32_it;
+NDP_512 static inline __m512 ndp_z32_ld1(const float *p, ndp_z32_lmt m, int F)
+{ return F ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m.m1, p); }
+NDP_512 static inline __m512 ndp_z32_ld2(const float *p, ndp_z32_lmt m, int F)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    (void)F;
+    return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(m.sa, p), ev,
+                                  _mm512_maskz_loadu_ps(m.sb, p + 16));
+}
+NDP_512 static inline void ndp_z32_ld2p(const float *p, ndp_z32_lmt m, int F, __m512 *e, __m512 *o)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    __m512 u = F ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m.pa, p);
+    __m512 v = F ? _mm512_loadu_ps(p + 16) : _mm512_maskz_loadu_ps(m.pb, p + 16);
+    *e = _mm512_permutex2var_ps(u, ev, v);
+    *o = _mm512_permutex2var_ps(u, od, v);
+}
+NDP_512 static inline __m512 ndp_z32_ldg(const float *p, Py_ssize_t s, ndp_z32_lmt m)
+{
+    __m512i vi = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                    _mm512_set1_epi32((int)s));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m.m1, vi, p, 4);
+}
+NDP_512 static inline void ndp_z32_st(float *p, __m512 v, ndp_z32_lmt m, int F)
+{ if (F) _mm512_storeu_ps(p, v); else _mm512_mask_storeu_ps(p, m.m1, v); }
+NDP_512 static inline __m512 ndp_z32_set1(float v) { return _mm512_set1_ps(v); }
+NDP_512 static inline __m512 ndp_z32_add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+NDP_512 static inline __m512 ndp_z32_div(__m512 a, __m512 b) { return _mm512_div_ps(a, b); }
+NDP_512 static inline __mmask16 ndp_z32_gt(__m512 v, __m512 cur)
+{ return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(cur, cur, _CMP_ORD_Q), v, cur, _CMP_NLE_UQ); }
+NDP_512 static inline __m512 ndp_z32_sel(__mmask16 m, __m512 a, __m512 b) { return _mm512_mask_mov_ps(a, m, b); }
+NDP_512 static inline ndp_z32_it ndp_z32_iota(Py_ssize_t s)
+{
+    ndp_z32_it r = {_mm512_setr_epi64(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s),
+                    _mm512_setr_epi64(8 * s, 9 * s, 10 * s, 11 * s, 12 * s, 13 * s, 14 * s, 15 * s)};
+    return r;
+}
+NDP_512 static inline ndp_z32_it ndp_z32_iset1(int64_t v)
+{ ndp_z32_it r = {_mm512_set1_epi64(v), _mm512_set1_epi64(v)}; return r; }
+NDP_512 static inline ndp_z32_it ndp_z32_iadd(ndp_z32_it io, int64_t b)
+{ __m512i bb = _mm512_set1_epi64(b); ndp_z32_it r = {_mm512_add_epi64(io.a, bb), _mm512_add_epi64(io.b, bb)}; return r; }
+NDP_512 static inline ndp_z32_it ndp_z32_isel(__mmask16 m, ndp_z32_it a, ndp_z32_it b)
+{
+    ndp_z32_it r = {_mm512_mask_mov_epi64(a.a, (__mmask8)m, b.a),
+                    _mm512_mask_mov_epi64(a.b, (__mmask8)(m >> 8), b.b)};
+    return r;
+}
+NDP_512 static inline ndp_z32_it ndp_z32_ild(const int64_t *p, ndp_z32_lmt m, int F)
+{
+    ndp_z32_it r = {_mm512_maskz_loadu_epi64(F ? 0xFF : (__mmask8)m.m1, p),
+                    _mm512_maskz_loadu_epi64(F ? 0xFF : (__mmask8)(m.m1 >> 8), p + 8)};
+    return r;
+}
+NDP_512 static inline void ndp_z32_ist(int64_t *p, ndp_z32_it v, ndp_z32_lmt m, int F)
+{
+    if (F) {
+        _mm512_storeu_si512(p, v.a);
+        _mm512_storeu_si512(p + 8, v.b);
+    } else {
+        _mm512_mask_storeu_epi64(p, (__mmask8)m.m1, v.a);
+        _mm512_mask_storeu_epi64(p + 8, (__mmask8)(m.m1 >> 8), v.b);
+    }
+}
+
+typedef struct { __mmask8 m1, sa, sb, pa, pb; } ndp_z64_lmt;
+static inline ndp_z64_lmt ndp_z64_lm(Py_ssize_t rem)
+{
+    ndp_z64_lmt m;
+    m.m1 = ndp_z_m8(rem);
+    m.sa = rem > 8 ? (__mmask8)0xFF : ndp_z_m8(2 * rem - 1);
+    m.sb = rem > 8 ? (__mmask8)0xFF : ndp_z_m8(2 * rem - 9);
+    m.pa = ndp_z_m8(2 * rem);
+    m.pb = ndp_z_m8(2 * rem - 8);
+    return m;
+}
+typedef struct { __m512i a; } ndp_z64_it;
+NDP_512 static inline __m512d ndp_z64_ld1(const double *p, ndp_z64_lmt m, int F)
+{ return F ? _mm512_loadu_pd(p) : _mm512_maskz_loadu_pd(m.m1, p); }
+NDP_512 static inline __m512d ndp_z64_ld2(const double *p, ndp_z64_lmt m, int F)
+{
+    const __m512i ev = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    (void)F;
+    return _mm512_permutex2var_pd(_mm512_maskz_loadu_pd(m.sa, p), ev,
+                                  _mm512_maskz_loadu_pd(m.sb, p + 8));
+}
+NDP_512 static inline void ndp_z64_ld2p(const double *p, ndp_z64_lmt m, int F, __m512d *e, __m512d *o)
+{
+    const __m512i ev = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i od = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    __m512d u = F ? _mm512_loadu_pd(p) : _mm512_maskz_loadu_pd(m.pa, p);
+    __m512d v = F ? _mm512_loadu_pd(p + 8) : _mm512_maskz_loadu_pd(m.pb, p + 8);
+    *e = _mm512_permutex2var_pd(u, ev, v);
+    *o = _mm512_permutex2var_pd(u, od, v);
+}
+NDP_512 static inline __m512d ndp_z64_ldg(const double *p, Py_ssize_t s, ndp_z64_lmt m)
+{
+    __m256i vi = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)s));
+    return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m.m1, vi, p, 8);
+}
+NDP_512 static inline void ndp_z64_st(double *p, __m512d v, ndp_z64_lmt m, int F)
+{ if (F) _mm512_storeu_pd(p, v); else _mm512_mask_storeu_pd(p, m.m1, v); }
+NDP_512 static inline __m512d ndp_z64_set1(double v) { return _mm512_set1_pd(v); }
+NDP_512 static inline __m512d ndp_z64_add(__m512d a, __m512d b) { return _mm512_add_pd(a, b); }
+NDP_512 static inline __m512d ndp_z64_div(__m512d a, __m512d b) { return _mm512_div_pd(a, b); }
+NDP_512 static inline __mmask8 ndp_z64_gt(__m512d v, __m512d cur)
+{ return _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask(cur, cur, _CMP_ORD_Q), v, cur, _CMP_NLE_UQ); }
+NDP_512 static inline __m512d ndp_z64_sel(__mmask8 m, __m512d a, __m512d b) { return _mm512_mask_mov_pd(a, m, b); }
+NDP_512 static inline ndp_z64_it ndp_z64_iota(Py_ssize_t s)
+{ ndp_z64_it r = {_mm512_setr_epi64(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s)}; return r; }
+NDP_512 static inline ndp_z64_it ndp_z64_iset1(int64_t v) { ndp_z64_it r = {_mm512_set1_epi64(v)}; return r; }
+NDP_512 static inline ndp_z64_it ndp_z64_iadd(ndp_z64_it io, int64_t b)
+{ ndp_z64_it r = {_mm512_add_epi64(io.a, _mm512_set1_epi64(b))}; return r; }
+NDP_512 static inline ndp_z64_it ndp_z64_isel(__mmask8 m, ndp_z64_it a, ndp_z64_it b)
+{ ndp_z64_it r = {_mm512_mask_mov_epi64(a.a, m, b.a)}; return r; }
+NDP_512 static inline ndp_z64_it ndp_z64_ild(const int64_t *p, ndp_z64_lmt m, int F)
+{ ndp_z64_it r = {_mm512_maskz_loadu_epi64(F ? 0xFF : m.m1, p)}; return r; }
+NDP_512 static inline void ndp_z64_ist(int64_t *p, ndp_z64_it v, ndp_z64_lmt m, int F)
+{ if (F) _mm512_storeu_si512(p, v.a); else _mm512_mask_storeu_epi64(p, m.m1, v.a); }
+
+NDP_DEFINE_WINDOW(NDP_512, f32_avx512, ndp_z32, float, __m512, __mmask16, ndp_z32_it, ndp_z32_lmt, 16, 4)
+NDP_DEFINE_WINDOW(NDP_512, f64_avx512, ndp_z64, double, __m512d, __mmask8, ndp_z64_it, ndp_z64_lmt, 8, 4)
+NDP_DEFINE_ROWS(NDP_512, avx512)
+#endif
+
+/* ---- selection ------------------------------------------------------------ */
+
+static ndp_fn ndp_max_f32 = ndp_max_f32_generic;
+static ndp_fn ndp_max_f64 = ndp_max_f64_generic;
+static ndp_fn ndp_avg_f32 = ndp_avg_f32_generic;
+static ndp_fn ndp_avg_f64 = ndp_avg_f64_generic;
+static ndp_row_fn ndp_bcast_f32 = ndp_bcast_f32_generic;
+static ndp_row_fn ndp_bcast_f64 = ndp_bcast_f64_generic;
+static ndp_mu_fn ndp_munpool_f32 = ndp_munpool_f32_generic;
+static ndp_mu_fn ndp_munpool_f64 = ndp_munpool_f64_generic;
+static const char *ndp_isa = "generic";
+
+#define NDP_USE(SUF)                                                          \
+    do {                                                                      \
+        ndp_max_f32 = ndp_max_f32_##SUF;                                      \
+        ndp_max_f64 = ndp_max_f64_##SUF;                                      \
+        ndp_avg_f32 = ndp_avg_f32_##SUF;                                      \
+        ndp_avg_f64 = ndp_avg_f64_##SUF;                                      \
+        ndp_bcast_f32 = ndp_bcast_f32_##SUF;                                  \
+        ndp_bcast_f64 = ndp_bcast_f64_##SUF;                                  \
+        ndp_munpool_f32 = ndp_munpool_f32_##SUF;                              \
+        ndp_munpool_f64 = ndp_munpool_f64_##SUF;                              \
+        ndp_isa = #SUF;                                                       \
+    } while (0)
+
+/* Pick the kernels: name is "auto", "avx512", "avx2" or "generic" (the
+ * widest one this CPU runs, no wider than asked).  Returns the ISA chosen. */
+static const char *ndconv_pool_select(const char *name)
+{
+    int want512 = 1, want2 = 1;
+    if (name[0] == 'g') want512 = want2 = 0;
+    else if (strcmp(name, "avx2") == 0) want512 = 0;
+    NDP_USE(generic);
+#ifdef NDP_X86
+    __builtin_cpu_init();
+    if (want512 && __builtin_cpu_supports("avx512f"))
+        NDP_USE(avx512);
+    else if (want2 && __builtin_cpu_supports("avx2"))
+        NDP_USE(avx2);
+#endif
+    return ndp_isa;
+}
+
+#endif
