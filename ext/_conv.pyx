@@ -337,14 +337,16 @@ cdef void build_col(const Geom* G, const floating* xg, Py_ssize_t c0, Py_ssize_t
         advance(j, G.count, G.n, run)
 
 
-cdef void scatter_tile(const Geom* G, const floating* tmp, Py_ssize_t rows,
-                       Py_ssize_t p0, Py_ssize_t p1, floating* outg) noexcept nogil:
-    """Write tmp[r, q] (rows x (p1 - p0)) to the output cells of the tile."""
+cdef void move_tile(const Geom* G, floating* tmp, Py_ssize_t rows, Py_ssize_t p0,
+                    Py_ssize_t p1, floating* outg, bint to_out) noexcept nogil:
+    """Copy between tmp[r, q] (rows x (p1 - p0)) and the output cells of the
+    tile of sub-grid cells [p0, p1): into the output when to_out, else out of
+    it."""
     cdef Py_ssize_t j[MAXD]
     cdef Py_ssize_t T = p1 - p0, p = p0, q = 0, run, r, k, o, st
     cdef Py_ssize_t last = G.n - 1
-    cdef const floating* src
-    cdef floating* dst
+    cdef floating* t
+    cdef floating* c
     unravel(p0, G.count, G.n, j)
     st = G.step[last]
     while p < p1:
@@ -353,31 +355,14 @@ cdef void scatter_tile(const Geom* G, const floating* tmp, Py_ssize_t rows,
             run = p1 - p
         o = out_offset(G, j)
         for r in range(rows):
-            src = tmp + r * T + q
-            dst = outg + r * G.out_vol + o
-            for k in range(run):
-                dst[k * st] = src[k]
-        q += run
-        p += run
-        advance(j, G.count, G.n, run)
-
-
-cdef void gather_tile(const Geom* G, const floating* src_g, Py_ssize_t rows,
-                      Py_ssize_t p0, Py_ssize_t p1, floating* tmp) noexcept nogil:
-    """The inverse of scatter_tile: tmp[r, q] = output cell of the tile."""
-    cdef Py_ssize_t j[MAXD]
-    cdef Py_ssize_t T = p1 - p0, p = p0, q = 0, run, r, k, o, st
-    cdef Py_ssize_t last = G.n - 1
-    unravel(p0, G.count, G.n, j)
-    st = G.step[last]
-    while p < p1:
-        run = G.count[last] - j[last]
-        if run > p1 - p:
-            run = p1 - p
-        o = out_offset(G, j)
-        for r in range(rows):
-            for k in range(run):
-                tmp[r * T + q + k] = src_g[r * G.out_vol + o + k * st]
+            t = tmp + r * T + q
+            c = outg + r * G.out_vol + o
+            if to_out:
+                for k in range(run):
+                    c[k * st] = t[k]
+            else:
+                for k in range(run):
+                    t[k] = c[k * st]
         q += run
         p += run
         advance(j, G.count, G.n, run)
@@ -448,8 +433,8 @@ def conv_gemm(const floating[::1] x, const floating[::1] w, const floating[::1] 
                             col, <int>T, C, <int>ldc)
                     c0 = c1
                 if not contiguous:
-                    scatter_tile(&G, tmp, cog, p0, p1,
-                                 op + (b * C_out + g * cog) * G.out_vol)
+                    move_tile(&G, tmp, cog, p0, p1,
+                              op + (b * C_out + g * cog) * G.out_vol, True)
         free(col)
         free(tmp)
     return failed == 0
@@ -592,8 +577,8 @@ def conv_grad_w(const floating[::1] x, const floating[::1] gy, floating[::1] par
                         A = gyp + (b * C_out + g * cog) * G.out_vol + p0
                         lda = G.out_vol
                     else:
-                        gather_tile(&G, gyp + (b * C_out + g * cog) * G.out_vol,
-                                    cog, p0, p1, tmp)
+                        move_tile(&G, tmp, cog, p0, p1,
+                                  <floating*>gyp + (b * C_out + g * cog) * G.out_vol, False)
                         A = tmp
                         lda = T
                     c0 = 0
