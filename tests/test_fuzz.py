@@ -21,6 +21,19 @@ ordinary run).  The ``slow`` long run does 12 500 per function, over 100 000
 calls in all (``pytest tests/test_fuzz.py -m slow``); set
 ``NDCONV_FUZZ_EXAMPLES`` to change either.  The calls made are counted and
 printed at the end of the module (``-s`` shows them).
+
+Debug build: the same fuzz with Cython's bounds checks on::
+
+    NDCONV_DEBUG=1 python3 setup.py build_ext --inplace -q
+    PYTHONPATH=. python3 -m pytest tests/test_fuzz.py -m slow -s
+    python3 setup.py build_ext --inplace -q      # back to the normal build
+
+(``NDCONV_DEBUG`` only reaches a kernel whose ``# cython:`` header does not
+set ``boundscheck``/``wraparound``/``initializedcheck`` itself.)  For raw
+pointer accesses, which bounds checks do not see, build with
+``CFLAGS='-fsanitize=address -fno-omit-frame-pointer'
+LDFLAGS=-fsanitize=address`` and run pytest with
+``LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0``.
 """
 
 import collections
