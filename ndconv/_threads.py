@@ -17,6 +17,10 @@ _lock = threading.Lock()
 _user_threads = None      # set by set_num_threads
 _user_thread_id = None    # the Python thread that set it
 _blas = None              # (name, get, set, config) or False when not found
+# At most this many threads per kernel: a team far larger than the machine
+# only slows it, and past the system's limits OpenMP cannot create the
+# threads at all (libgomp then aborts the process).
+_MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
 _blas_depth = 0
 _blas_saved = None
 
@@ -26,7 +30,8 @@ def get_num_threads():
 
     The default follows ``OMP_NUM_THREADS``, else the number of cores.
     ``set_num_threads`` changes it for the whole process, and
-    ``threadpoolctl.threadpool_limits`` limits it within its block.
+    ``threadpoolctl.threadpool_limits`` limits it within its block.  Whatever
+    is asked, a kernel uses at most ``max(64, 4 * cores)`` threads.
 
     Returns
     -------
@@ -39,8 +44,10 @@ def get_num_threads():
     True
     """
     if _user_threads is not None and threading.get_ident() != _user_thread_id:
-        return _user_threads
-    return max(1, int(_runtime.max_threads()))
+        n = _user_threads
+    else:
+        n = int(_runtime.max_threads())
+    return min(max(1, n), _MAX_THREADS)
 
 
 def set_num_threads(n):
@@ -49,7 +56,8 @@ def set_num_threads(n):
     Parameters
     ----------
     n : int
-        At least 1.  Results are bitwise the same for every ``n``.
+        At least 1 (and below 2**31).  Results are bitwise the same for every
+        ``n``; a kernel uses at most ``max(64, 4 * cores)`` threads.
 
     Raises
     ------
@@ -67,8 +75,8 @@ def set_num_threads(n):
     """
     global _user_threads, _user_thread_id
     n = _args.as_int(n, 'n')
-    if n < 1:
-        raise ValueError('n must be a positive int, got %d' % n)
+    if not 1 <= n <= 2 ** 31 - 1:
+        raise ValueError('n must be a positive int below 2**31, got %d' % n)
     _runtime.set_max_threads(n)
     _user_threads = n
     _user_thread_id = threading.get_ident()

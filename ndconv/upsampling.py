@@ -77,10 +77,13 @@ def linear_upsampling_kernel(factor, ndim, channels, *, dtype=np.float32):
                         % (dtype,)) from None
     if dt.type not in _FLOATS:
         raise TypeError('dtype must be float16, float32 or float64, got %s' % dt)
+    ksize = tuple(2 * f - f % 2 for f in factor)
+    # both before building anything: the float64 profile product and the result
+    A.check_size(ksize, 8, 'kernel')
+    A.check_size((channels, channels) + ksize, dt.itemsize, 'kernel')
     kernel = np.ones((), np.float64)
     for f in factor:
         kernel = np.multiply.outer(kernel, _profile(f))
-    A.check_size((channels, channels) + kernel.shape, dt.itemsize, 'kernel')
     W = np.zeros((channels, channels) + kernel.shape, dt)
     for c in range(channels):
         W[c, c] = kernel
