@@ -308,15 +308,9 @@ def test_absurd_thread_count_does_not_crash():
         assert float(y.sum()) == 311904.0
         print('ok')
     ''', timeout=300)
-    if proc.returncode < 0 or 'Thread creation failed' in proc.stderr:
-        # the known bug: any thread count is handed to OpenMP
-        pytest.xfail('crashed (return code %d): OpenMP cannot create the threads'
-                     % proc.returncode)
     assert proc.returncode == 0 and 'ok' in proc.stdout, proc.stderr[-2000:]
 
 
-@pytest.mark.xfail(reason='set_num_threads passes a value above 2**31 - 1 to a C int',
-                   strict=False)
 def test_huge_thread_count_is_a_value_error(threads):
     with pytest.raises(ValueError, match='n'):
         threads.set_num_threads(2 ** 40)
@@ -391,10 +385,7 @@ def _absurd_cases():
     return cases
 
 
-KNOWN_BUGS = {
-    'upsampling_kernel_factor': 'linear_upsampling_kernel(2**62, 1, 1) returns an empty '
-                                '(1, 1, 0) kernel: 2 * factor overflows in numpy.arange',
-}
+KNOWN_BUGS = {}   # case name -> reason, for bugs reported and not fixed yet
 
 
 @pytest.mark.parametrize('name', [
