@@ -26,7 +26,7 @@ _INT_MAX = 2 ** 31 - 1
 # ----------------------------------------------------------------------------
 # The engine: a correlation, split into phases of fixed taps.
 
-def _axis_phases(size, out, k, s, d, r, lo, mode):
+def _axis_phases(size, out, k, s, d, r, lo, mode, keep=None):
     """Phases of one axis.
 
     Output cell ``o`` reads the input-dilated, padded signal at
@@ -34,7 +34,8 @@ def _axis_phases(size, out, k, s, d, r, lo, mode):
     sample (``u // r``).  Which taps land depends on ``o`` modulo
     ``P = r / gcd(s, r)``, so each residue is a phase: cells
     ``ph + j * P``, reading input ``u // r + j * (s * P // r)``.
-    Taps that never reach the input (zero padding only) are dropped.
+    Taps that never reach the input (zero padding only) are dropped, except
+    those with ``keep[t]`` set (weights that are not finite: NaN * 0 is NaN).
     Returns ``[(start, count, step, in_step, taps, offsets), ...]``.
     """
     P = r // math.gcd(s, r)
@@ -49,7 +50,7 @@ def _axis_phases(size, out, k, s, d, r, lo, mode):
                 continue
             off = u // r
             last = off + (count - 1) * in_step
-            if mode == 0 and (last < 0 or off >= size):
+            if mode == 0 and (last < 0 or off >= size) and not (keep and keep[t]):
                 continue
             taps.append(t)
             offs.append(off)
@@ -65,14 +66,31 @@ def _c_strides(shape):
     return strides[::-1]
 
 
-def _phases(in_shape, out_shape, ksize, stride, dilate, input_dilate, pad_lo, mode):
-    """Every phase of the N-D correlation, with its packed geometry vector."""
-    per_axis = [_axis_phases(*args, mode) for args in zip(
-        in_shape, out_shape, ksize, stride, dilate, input_dilate, pad_lo)]
+def _nonfinite_taps(W):
+    """Per spatial axis, which tap indices hold a weight that is not finite."""
+    bad = ~np.isfinite(W)
+    if not bad.any():
+        return None
+    n = W.ndim - 2
+    return [list(bad.any(axis=tuple(i for i in range(W.ndim) if i != 2 + a)))
+            for a in range(n)]
+
+
+def _phases(in_shape, out_shape, ksize, stride, dilate, input_dilate, pad_lo, mode,
+            keep=None):
+    """The phases of the N-D correlation that have taps on every axis, each
+    with its packed geometry vector; and whether some output cells belong to
+    no such phase (they then hold only the bias)."""
     n = len(in_shape)
+    per_axis = [_axis_phases(*args, mode, keep[a] if keep else None) for a, args in
+                enumerate(zip(in_shape, out_shape, ksize, stride, dilate, input_dilate,
+                              pad_lo))]
+    empty = any(not taps for axis in per_axis for *_, taps, _ in axis)
+    per_axis = [[p for p in axis if p[4]] for axis in per_axis]
     in_stride = _c_strides(in_shape)
     out_stride = _c_strides(out_shape)
     out_vol = math.prod(out_shape)
+    phases = []
     for combo in itertools.product(*per_axis):
         start, count, step, in_step, taps, offs = zip(*combo)
         ntaps = [len(t) for t in taps]
@@ -81,8 +99,8 @@ def _phases(in_shape, out_shape, ksize, stride, dilate, input_dilate, pad_lo, mo
                        + list(step) + out_stride + list(in_step) + ntaps + base
                        + [out_vol] + [o for off in offs for o in off], dtype=np.intp)
         contiguous = all(st == 1 for st in step)
-        yield taps, start, step, count, geo, contiguous
-    del n
+        phases.append((taps, start, step, count, geo, contiguous))
+    return phases, empty
 
 
 def _gemm_tile(kw, tv, cig, psub, itemsize):
@@ -206,7 +224,8 @@ def _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out, groups, tv,
                                     C_out, groups, 0, cchunk, qseg, rows, nparts, nthreads)
     if not ok:
         raise MemoryError('ndconv could not allocate its per-thread workspace')
-    return np.add.reduce(parts, axis=0)
+    with np.errstate(invalid='ignore', over='ignore'):   # IEEE: inf - inf is NaN
+        return np.add.reduce(parts, axis=0)
 
 
 def _use_direct(cig, cog, tv, kw, itemsize):
@@ -239,15 +258,13 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
     itemsize = res.dtype.itemsize
     implicit = []          # (geo, info, cchunk, qseg, rows, n, wt) of every phase
     method = _method()
+    phases, empty = _phases(in_shape, out_shape, ksize, stride, dilate, input_dilate,
+                            pad_lo, mode, _nonfinite_taps(Wc))
+    if empty:
+        res[...] = 0 if b is None else b.reshape((1, C_out) + (1,) * n)
     with blas_single_thread():
-        for taps, start, step, count, geo, contiguous in _phases(
-                in_shape, out_shape, ksize, stride, dilate, input_dilate, pad_lo, mode):
+        for taps, start, step, count, geo, contiguous in phases:
             tv = math.prod(len(t) for t in taps)
-            if tv == 0:
-                cells = (slice(None), slice(None)) + tuple(
-                    slice(s0, None, st) for s0, st in zip(start, step))
-                res[cells] = 0 if b is None else b.reshape((1, C_out) + (1,) * n)
-                continue
             kw = cig * tv
             wsub = np.ascontiguousarray(
                 Wc[np.ix_(range(C_out), range(cig), *taps)]).reshape(C_out, kw)
@@ -303,13 +320,11 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups)
     nthreads = _threads_for(N * C_out * gy[0, 0].size * cig * math.prod(ksize))
     xf, gyf = x.reshape(-1), gy.reshape(-1)
     method = _method()
+    phases, _ = _phases(x.shape[2:], gy.shape[2:], ksize, stride, dilate, input_dilate,
+                        pad_lo, 0)
     with blas_single_thread():
-        for taps, start, step, count, geo, contiguous in _phases(
-                x.shape[2:], gy.shape[2:], ksize, stride, dilate, input_dilate,
-                pad_lo, 0):
+        for taps, start, step, count, geo, contiguous in phases:
             tv = math.prod(len(t) for t in taps)
-            if tv == 0:
-                continue
             kw = cig * tv
             if method != 'gemm':
                 gsub = _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out,
@@ -326,7 +341,9 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups)
                                        contiguous and gy[0, 0].size <= _INT_MAX, nthreads)
                 if not ok:
                     raise MemoryError('ndconv could not allocate its per-thread workspace')
-                gsub = np.add.reduce(parts, axis=0)
-            gW[np.ix_(range(C_out), range(cig), *taps)] += gsub.reshape(
-                (C_out, cig) + tuple(len(t) for t in taps))
+                with np.errstate(invalid='ignore', over='ignore'):
+                    gsub = np.add.reduce(parts, axis=0)
+            with np.errstate(invalid='ignore', over='ignore'):
+                gW[np.ix_(range(C_out), range(cig), *taps)] += gsub.reshape(
+                    (C_out, cig) + tuple(len(t) for t in taps))
     return gW
