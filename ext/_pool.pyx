@@ -45,6 +45,8 @@ cdef extern from "ndconv_pool.h" nogil:
         void* out
         int64_t* idx
         int first, last
+        int has_nxt
+        Py_ssize_t nxt
         double div
     ctypedef struct ndp_bcast_args:
         const void* src
@@ -244,10 +246,12 @@ cdef inline void last_axis_calls(const Geom* G, const Job* J, ndp_args* A,
 
 cdef void window_run(const Geom* G, const Job* J, const floating* xv, floating* orow,
                      int64_t* irow, const Py_ssize_t* j, const Py_ssize_t* t0,
-                     const Py_ssize_t* t1, bint ok, Py_ssize_t R) noexcept nogil:
+                     const Py_ssize_t* t1, bint ok, Py_ssize_t R,
+                     Py_ssize_t nxt) noexcept nogil:
     """R output rows from outer index j on (advancing along axis n-2), whose
     windows take the outer taps [t0[a], t1[a]) on each axis a < n-1 (none
-    when not ok)."""
+    when not ok).  nxt: how far the next run's input rows are from this
+    run's (a prefetch hint)."""
     cdef const void* rows[CH]
     cdef int64_t rbase[CH]
     cdef Py_ssize_t tk[MAXD]
@@ -257,6 +261,8 @@ cdef void window_run(const Geom* G, const Job* J, const floating* xv, floating* 
     cdef bint more
     A.R = R
     A.rstep = G.stride[n1 - 1] * G.in_stride[n1 - 1]
+    A.has_nxt = 1
+    A.nxt = nxt
     A.rows = rows
     A.rbase = rbase
     A.first = 1
@@ -286,6 +292,17 @@ cdef void window_run(const Geom* G, const Job* J, const floating* xv, floating* 
             break
 
 
+cdef inline Py_ssize_t row_offset(const Geom* G, Py_ssize_t r) noexcept nogil:
+    """Input offset, inside the volume, of the windows of output row r (up
+    to a constant): sum of j[a] * stride[a] * in_stride[a]."""
+    cdef Py_ssize_t a = G.n - 2, off = 0
+    while a >= 0:
+        off += (r % G.out_shape[a]) * G.stride[a] * G.in_stride[a]
+        r = r // G.out_shape[a]
+        a -= 1
+    return off
+
+
 cdef void window_rows(const Geom* G, const Job* J, const floating* xv, floating* ov,
                       int64_t* iv, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
     """Output rows [r0, r1) of one volume, in runs along axis n-2: the rows
@@ -296,10 +313,11 @@ cdef void window_rows(const Geom* G, const Job* J, const floating* xv, floating*
     cdef Py_ssize_t t1[MAXD]
     cdef Py_ssize_t a2 = G.n - 2, a
     cdef Py_ssize_t L = G.out_shape[G.n - 1], O2 = G.out_shape[a2]
-    cdef Py_ssize_t r = r0, jj, jstart, jend, seg, row
+    cdef Py_ssize_t r = r0, jj, jstart, jend, seg, row, here, nxt
     cdef bint okouter, ok
     while r < r1:
         unravel_row(r, G, j)
+        here = row_offset(G, r)
         jstart = j[a2]
         jend = min(O2, jstart + (r1 - r))
         okouter = True
@@ -314,8 +332,17 @@ cdef void window_rows(const Geom* G, const Job* J, const floating* xv, floating*
             ok = tap_range(jj, G.ksize[a2], G.stride[a2], G.pad_lo[a2],
                            G.in_shape[a2], &t0[a2], &t1[a2]) and okouter
             row = r + jj - jstart
+            # the next run: further along this axis, or the next plane (or
+            # the next volume's first)
+            if seg < jend:
+                nxt = (seg - jstart) * G.stride[a2] * G.in_stride[a2]
+            elif r + jend - jstart < G.rows:
+                nxt = row_offset(G, r + jend - jstart) - here
+            else:
+                nxt = G.in_vol - here
+            nxt -= (jj - jstart) * G.stride[a2] * G.in_stride[a2]
             window_run(G, J, xv, ov + row * L, iv + row * L if iv != NULL else NULL,
-                       j, t0, t1, ok, seg - jj)
+                       j, t0, t1, ok, seg - jj, nxt)
             jj = seg
         r += jend - jstart
 
