@@ -34,7 +34,13 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 from libc.stdint cimport int64_t, uint8_t
 
+from cpython.pycapsule cimport PyCapsule_New
+cimport numpy as cnp
+import numpy as np
+
 from _util cimport MAXD, floordiv, ceildiv
+
+cnp.import_array()
 
 
 cdef extern from "ndconv_pool.h" nogil:
@@ -73,6 +79,15 @@ cdef extern from "ndconv_pool.h" nogil:
     Py_ssize_t NDP_MAX_GATHER_STRIDE
     const char* ndp_isa
     const char* ndconv_pool_select(const char* name)
+    ctypedef struct ndp_mem_handler:
+        pass
+    ndp_mem_handler ndp_results_handler
+    size_t NDP_BIG
+    void ndp_release_kept()
+    int ndp_nkept_blocks()
+
+cdef extern from "numpy/arrayobject.h":
+    object PyDataMem_SetHandler(object handler)
 
 
 def _select_isa(str name='auto'):
@@ -88,6 +103,35 @@ def _isa():
 
 
 _select_isa('auto')
+
+
+# ---------------------------------------------------------------------------
+# Results: big ones from the allocator of ndconv_pool.h (2 MiB aligned, huge
+# pages, the mapping of a freed result kept for the next one of its size).
+
+cdef object _results_handler = PyCapsule_New(<void*>&ndp_results_handler, "mem_handler", NULL)
+
+BIG_RESULT = NDP_BIG
+
+
+def _empty(shape, dtype, zero=False):
+    """numpy.empty(shape, dtype) (numpy.zeros with ``zero``), from the
+    results allocator."""
+    old = PyDataMem_SetHandler(_results_handler)
+    try:
+        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+    finally:
+        PyDataMem_SetHandler(old)
+
+
+def _kept_blocks():
+    """How many freed results' mappings are kept for reuse."""
+    return ndp_nkept_blocks()
+
+
+def _release_kept():
+    """Unmap the kept mappings."""
+    ndp_release_kept()
 
 
 # Window rows handed to one kernel call; a longer window takes several.

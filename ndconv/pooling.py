@@ -61,8 +61,21 @@ def _rows_per_item(in_sp, out_sp):
     return max(1, int(_ITEM_CELLS // per_row))
 
 
+# Results of at least this many bytes come from ndconv's results allocator
+# (see ext/ndconv_pool.h): a 2 MiB-aligned mapping on huge pages, and the
+# mapping of a freed result kept (lazily freed: the kernel takes it back when
+# it needs memory) for the next result of the same size, so that repeated
+# calls do not pay the page faults of a fresh allocation, which on this
+# machine cost more than writing the result.  None: always numpy.empty.
+_RESULTS_ALLOCATOR_BYTES = _pool.BIG_RESULT
+
+
 def _allocate(shape, dtype):
-    A.check_size(shape, np.dtype(dtype).itemsize)
+    itemsize = np.dtype(dtype).itemsize
+    A.check_size(shape, itemsize)
+    if (_RESULTS_ALLOCATOR_BYTES is not None
+            and math.prod(shape) * itemsize >= _RESULTS_ALLOCATOR_BYTES):
+        return _pool._empty(shape, dtype)
     return np.empty(shape, dtype)
 
 

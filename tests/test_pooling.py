@@ -743,6 +743,75 @@ def test_max_unpooling_blocks_every_isa(isa, sp, k, dtype):
 
 
 # ----------------------------------------------------------------------------
+# The results allocator (ext/ndconv_pool.h): big results on 2 MiB-aligned
+# mappings, a freed one kept for the next result of its size.
+
+def test_results_allocator_reuses_freed_results():
+    from ndconv import _pool
+    _pool._release_kept()
+    x = np.ones((1, 2, 64, 64, 64), np.float32)          # 2 MiB, result 16 MiB
+    y = unpooling_nd(x, 2, cover_all=False)
+    assert y.nbytes >= _pool.BIG_RESULT and y.flags.owndata and y.base is None
+    assert y.ctypes.data % 64 == 0
+    where = y.ctypes.data
+    np.testing.assert_array_equal(y, 1)
+    del y
+    assert _pool._kept_blocks() == 1
+    y = unpooling_nd(2 * x, 2, cover_all=False)             # same size: same mapping
+    assert y.ctypes.data == where and _pool._kept_blocks() == 0
+    np.testing.assert_array_equal(y, 2)
+    z = max_pooling_nd(y, 2)                               # smaller: plain numpy
+    np.testing.assert_array_equal(z, 2)
+    del y, z
+    _pool._release_kept()
+    assert _pool._kept_blocks() == 0
+
+
+def test_results_allocator_realloc_calloc_and_limits():
+    from ndconv import _pool
+    _pool._release_kept()
+    big = _pool.BIG_RESULT // 4
+    a = _pool._empty((big,), np.float32)
+    a[:] = np.arange(big, dtype=np.float32)
+    a.resize((3 * big,), refcheck=False)                     # realloc: bigger
+    np.testing.assert_array_equal(a[:big], np.arange(big, dtype=np.float32))
+    a.resize((10,), refcheck=False)                          # realloc: to malloc
+    np.testing.assert_array_equal(a, np.arange(10, dtype=np.float32))
+    b = _pool._empty((big,), np.float32)
+    b.fill(7)
+    del b                                                    # kept, dirty
+    c = _pool._empty((big,), np.float32, zero=True)          # calloc reuses it
+    assert not c.any()
+    small = _pool._empty((5,), np.float64, zero=True)
+    assert not small.any()
+    blocks = [_pool._empty((big * k,), np.float32) for k in range(1, 8)]
+    del blocks, a, c, small
+    assert 1 <= _pool._kept_blocks() <= 4                    # at most 4 kept
+    _pool._release_kept()
+    assert _pool._kept_blocks() == 0
+
+
+def test_results_allocator_threads():
+    """Python threads allocating and freeing big results at once."""
+    import concurrent.futures
+    from ndconv import _pool
+    x = np.arange(2 * 32 ** 3, dtype=np.float32).reshape(1, 2, 32, 32, 32)
+    want = unpooling_nd(x, 2, cover_all=False)
+
+    def work(i):
+        for _ in range(6):
+            y = unpooling_nd(x, 2, cover_all=False)
+            assert y.tobytes() == want.tobytes()
+            del y
+        return i
+
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        assert sorted(ex.map(work, range(8))) == list(range(8))
+    assert _pool._kept_blocks() <= 4
+    _pool._release_kept()
+
+
+# ----------------------------------------------------------------------------
 # PyTorch, where it is installed.
 
 def _torch():
