@@ -329,10 +329,11 @@ def max_unpooling_nd(x, indices, ksize, stride=None, pad=0, outsize=None):
     # below, which starts from scratch.
     blocks = all(s == k and lo == 0 and O >= D * k for D, O, k, s, (lo, _)
                  in zip(sizes, out_sp, ksize, stride, pads))
-    if not blocks:
-        _check_indices(indices, vol, out_sp)
     rt, ct = A.result_dtype(x)
     N, C = x.shape[:2]
+    A.check_size((N, C) + out_sp, np.dtype(ct).itemsize)   # before scanning indices
+    if not blocks:
+        _check_indices(indices, vol, out_sp)
     res = _allocate((N, C) + out_sp, ct)
     if not res.size:
         return res.astype(rt, copy=False)
