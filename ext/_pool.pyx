@@ -58,6 +58,9 @@ cdef extern from "ndconv_pool.h" nogil:
         const void* src
         Py_ssize_t istep, kr, ph, R, ostep, D, k, L
         void* out
+        int nt
+        int has_nxt
+        Py_ssize_t nxt
     ctypedef struct ndp_munpool_args:
         const void* x
         const int64_t* idx
@@ -65,6 +68,9 @@ cdef extern from "ndconv_pool.h" nogil:
         int64_t ob0
         void* out
         int count
+        int nt
+        int has_nxt
+        Py_ssize_t nxt
         int64_t matched, nonneg, bad
     ctypedef void (*ndp_fn)(const ndp_args* a) noexcept nogil
     ctypedef void (*ndp_row_fn)(ndp_bcast_args* a) noexcept nogil
@@ -137,6 +143,12 @@ def _release_kept():
 # Window rows handed to one kernel call; a longer window takes several.
 cdef enum:
     CH = 64
+
+# Unpoolings whose result has at least this many bytes write it with
+# streaming stores (where 64-byte aligned, as big results are): the output
+# is most of their traffic, and a normal store first reads each line in.
+# Smaller results stay in the cache for whatever reads them next.
+cdef Py_ssize_t STREAM_BYTES = 16 << 20
 
 
 ctypedef struct Geom:
@@ -489,7 +501,8 @@ cdef inline bint cover_range(Py_ssize_t o, Py_ssize_t k, Py_ssize_t s, Py_ssize_
 
 cdef inline void bcast_rows(const void* src, Py_ssize_t istep, Py_ssize_t kr,
                             Py_ssize_t ph, Py_ssize_t R, void* out, const Geom* G,
-                            bint is_float) noexcept nogil:
+                            bint is_float, int nt, int has_nxt,
+                            Py_ssize_t nxt) noexcept nogil:
     cdef ndp_bcast_args B
     cdef Py_ssize_t last = G.n - 1
     B.src = src
@@ -502,6 +515,9 @@ cdef inline void bcast_rows(const void* src, Py_ssize_t istep, Py_ssize_t kr,
     B.k = G.ksize[last]
     B.L = G.out_shape[last]
     B.out = out
+    B.nt = nt
+    B.has_nxt = has_nxt
+    B.nxt = nxt
     if is_float:
         ndp_bcast_f32(&B)
     else:
@@ -509,7 +525,7 @@ cdef inline void bcast_rows(const void* src, Py_ssize_t istep, Py_ssize_t kr,
 
 
 cdef void unpool_row(const Geom* G, const floating* xv, floating* orow,
-                     const Py_ssize_t* j, floating* acc) noexcept nogil:
+                     const Py_ssize_t* j, floating* acc, int nt) noexcept nogil:
     """One output row at outer index j.  Each output cell is the sum of the
     inputs whose windows cover it: the input rows covering the output row are
     added (in C order) into ``acc`` (one input row long), then each cell of
@@ -560,7 +576,7 @@ cdef void unpool_row(const Geom* G, const floating* xv, floating* orow,
         src = acc
     if k == s and lo == 0:
         # stride == ksize, no low padding: each input fills k cells.
-        bcast_rows(src, 0, 1, 0, 1, orow, G, floating is float)
+        bcast_rows(src, 0, 1, 0, 1, orow, G, floating is float, nt, 0, 0)
         return
     for q in range(L):
         u = q + lo
@@ -581,8 +597,27 @@ cdef void unpool_row(const Geom* G, const floating* xv, floating* orow,
         orow[q] = v
 
 
+cdef inline Py_ssize_t block_base(const Geom* G, Py_ssize_t r) noexcept nogil:
+    """Input offset of the first input cell covering output row r when every
+    axis has stride == ksize and no low padding (a prefetch hint elsewhere):
+    sum of (j[a] // ksize[a]) * in_stride[a]."""
+    cdef Py_ssize_t a = G.n - 2, off = 0
+    while a >= 0:
+        off += ((r % G.out_shape[a]) // G.ksize[a]) * G.in_stride[a]
+        r = r // G.out_shape[a]
+        a -= 1
+    return off
+
+
+cdef inline Py_ssize_t next_base(const Geom* G, Py_ssize_t r, Py_ssize_t here) noexcept nogil:
+    """block_base of row r (or of the next volume's first row) minus here."""
+    if r < G.rows:
+        return block_base(G, r) - here
+    return G.in_vol - here
+
+
 cdef void unpool_rows(const Geom* G, const floating* xv, floating* ov,
-                      Py_ssize_t r0, Py_ssize_t r1, floating* acc) noexcept nogil:
+                      Py_ssize_t r0, Py_ssize_t r1, floating* acc, int nt) noexcept nogil:
     """Output rows [r0, r1) of one volume, in runs along axis n-2.  When the
     last two axes have stride == ksize and no low padding and one input row
     covers the run on the other axes, the run is one broadcast call (output
@@ -618,9 +653,10 @@ cdef void unpool_rows(const Geom* G, const floating* xv, floating* ov,
         elif single:
             jcov = min(jend, D2 * k2)
             if jcov > jstart:
-                bcast_rows(xv + base + (jstart // k2) * G.in_stride[a2], G.in_stride[a2],
-                           k2, jstart % k2, jcov - jstart, ov + r * L, G,
-                           floating is float)
+                base += (jstart // k2) * G.in_stride[a2]
+                bcast_rows(xv + base, G.in_stride[a2], k2, jstart % k2, jcov - jstart,
+                           ov + r * L, G, floating is float, nt, 1,
+                           next_base(G, r + nrun, base))
             else:
                 jcov = jstart
             if jend > jcov:
@@ -629,19 +665,19 @@ cdef void unpool_rows(const Geom* G, const floating* xv, floating* ov,
         else:
             for jj in range(jstart, jend):
                 j[a2] = jj
-                unpool_row(G, xv, ov + (r + jj - jstart) * L, j, acc)
+                unpool_row(G, xv, ov + (r + jj - jstart) * L, j, acc, nt)
         r += nrun
 
 
 cdef void unpool_item(const Geom* G, const floating* xp, floating* op, Py_ssize_t g0,
-                      Py_ssize_t g1, floating* acc) noexcept nogil:
+                      Py_ssize_t g1, floating* acc, int nt) noexcept nogil:
     """Rows [g0, g1) counted over all volumes."""
     cdef Py_ssize_t v, r0, r1
     while g0 < g1:
         v = g0 // G.rows
         r0 = g0 - v * G.rows
         r1 = min(G.rows, r0 + (g1 - g0))
-        unpool_rows(G, xp + v * G.in_vol, op + v * G.out_vol, r0, r1, acc)
+        unpool_rows(G, xp + v * G.in_vol, op + v * G.out_vol, r0, r1, acc, nt)
         g0 += r1 - r0
 
 
@@ -660,6 +696,7 @@ def unpool(const floating[::1] x, floating[::1] out, const Py_ssize_t[::1] geo,
     cdef floating* acc = NULL
     cdef const floating* xp = &x[0]
     cdef floating* op = &out[0]
+    cdef int nt = nvol * G.out_vol * <Py_ssize_t>sizeof(floating) >= STREAM_BYTES
     if nitems == 0:
         return True
     with nogil, parallel(num_threads=nthreads):
@@ -670,7 +707,7 @@ def unpool(const floating[::1] x, floating[::1] out, const Py_ssize_t[::1] geo,
                 fail[0] = 1
             else:
                 g0 = it * rows_per_item
-                unpool_item(&G, xp, op, g0, min(g0 + rows_per_item, total), acc)
+                unpool_item(&G, xp, op, g0, min(g0 + rows_per_item, total), acc, nt)
         free(acc)
     return failed == 0
 
@@ -680,7 +717,7 @@ def unpool(const floating[::1] x, floating[::1] out, const Py_ssize_t[::1] geo,
 
 cdef void munpool_rows(const Geom* G, const floating* xv, const int64_t* iv,
                        floating* ov, Py_ssize_t r0, Py_ssize_t r1,
-                       int64_t* counts) noexcept nogil:
+                       int64_t* counts, int nt) noexcept nogil:
     """Output rows [r0, r1) of one volume when every axis has stride ==
     ksize, no low padding and room for every window (out_shape >= in_shape *
     ksize): each output cell belongs to at most one window, and takes that
@@ -703,6 +740,7 @@ cdef void munpool_rows(const Geom* G, const floating* xv, const int64_t* iv,
     M.matched = 0
     M.nonneg = 0
     M.bad = 0
+    M.nt = nt
     while r < r1:
         unravel_row(r, G, j)
         jstart = j[a2]
@@ -725,6 +763,8 @@ cdef void munpool_rows(const Geom* G, const floating* xv, const int64_t* iv,
             M.idx = iv + base
             M.ph = jstart % k2
             M.R = jcov - jstart
+            M.has_nxt = 1
+            M.nxt = next_base(G, r + nrun, base)
             M.ob0 = r * L
             M.out = ov + r * L
             if floating is float:
@@ -741,7 +781,7 @@ cdef void munpool_rows(const Geom* G, const floating* xv, const int64_t* iv,
 
 cdef void munpool_item(const Geom* G, const floating* xp, const int64_t* ip,
                        floating* op, Py_ssize_t g0, Py_ssize_t g1,
-                       int64_t* counts) noexcept nogil:
+                       int64_t* counts, int nt) noexcept nogil:
     """Rows [g0, g1) counted over all volumes."""
     cdef Py_ssize_t v, r0, r1
     while g0 < g1:
@@ -749,7 +789,7 @@ cdef void munpool_item(const Geom* G, const floating* xp, const int64_t* ip,
         r0 = g0 - v * G.rows
         r1 = min(G.rows, r0 + (g1 - g0))
         munpool_rows(G, xp + v * G.in_vol, ip + v * G.in_vol, op + v * G.out_vol,
-                     r0, r1, counts)
+                     r0, r1, counts, nt)
         g0 += r1 - r0
 
 
@@ -770,6 +810,7 @@ def _max_unpool_blocks(const floating[::1] x, const int64_t[::1] indices,
     cdef const floating* xp = &x[0]
     cdef const int64_t* ip = &indices[0]
     cdef floating* op = &out[0]
+    cdef int nt = nvol * G.out_vol * <Py_ssize_t>sizeof(floating) >= STREAM_BYTES
     if nitems == 0:
         return True
     counts = <int64_t*>malloc(3 * nitems * sizeof(int64_t))
@@ -779,7 +820,7 @@ def _max_unpool_blocks(const floating[::1] x, const int64_t[::1] indices,
     for it in prange(nitems, nogil=True, schedule='dynamic', chunksize=1,
                      num_threads=nthreads):
         g0 = it * rows_per_item
-        munpool_item(&G, xp, ip, op, g0, min(g0 + rows_per_item, total), counts + 3 * it)
+        munpool_item(&G, xp, ip, op, g0, min(g0 + rows_per_item, total), counts + 3 * it, nt)
     for it in range(nitems):
         matched += counts[3 * it]
         nonneg += counts[3 * it + 1]

@@ -68,6 +68,12 @@ typedef struct {
  * offsets). */
 #define NDP_MAX_GATHER_STRIDE ((Py_ssize_t)1 << 26)
 
+/* Broadcast unpooling and max unpooling read input rows at a fixed step
+ * (istep) along a run; the caller also says where the next run starts (nxt
+ * from this run's first input row), and the kernels prefetch an input row
+ * about 8 KiB ahead when they first read one (hardware prefetchers stop at
+ * each 4 KiB page, and a run's rows span only a few pages). */
+
 /* Broadcast unpooling of R output rows: row r2 reads input row
  * src + ((ph + r2) / kr) * istep and writes out[q] = row[q / k] for
  * q < min(L, D * k), zeros after. */
@@ -75,6 +81,9 @@ typedef struct {
     const void *src;
     Py_ssize_t istep, kr, ph, R, ostep, D, k, L;
     void *out;
+    int nt;                    /* streaming stores allowed (where aligned) */
+    int has_nxt;               /* nxt is known */
+    Py_ssize_t nxt;            /* offset from this run's first input row to the next run's */
 } ndp_bcast_args;
 
 /* Max unpooling when every window is a disjoint block (stride == ksize, no
@@ -91,6 +100,9 @@ typedef struct {
     int64_t ob0;
     void *out;
     int count;
+    int nt;                    /* streaming stores allowed (where aligned) */
+    int has_nxt;               /* nxt is known */
+    Py_ssize_t nxt;            /* offset from this run's first input row to the next run's */
     int64_t matched, nonneg, bad;
 } ndp_munpool_args;
 
@@ -343,21 +355,49 @@ NDP_DEFINE_WINDOW(, f64_generic, ndp_g64, double, double, int, ndp_g64_it, ndp_g
 
 /* Broadcast and max-unpooling rows in plain C; compiled again for each ISA
  * below (GCC vectorises the k == 2 loops). */
-#define NDP_BCAST_BODY(T)                                                     \
+/* Prefetch the input row fi of a run (rows at step istep from base; rows
+ * past the nin of this run are the next run's, when its offset is known). */
+static inline void ndp_prefetch_row(const char *base, Py_ssize_t fi, Py_ssize_t nin,
+                                    Py_ssize_t istep, int has_nxt, Py_ssize_t nxt,
+                                    size_t esize, size_t bytes)
+{
+    const char *p;
+    if (fi < nin)
+        p = base + fi * istep * (Py_ssize_t)esize;
+    else if (has_nxt)
+        p = base + (nxt + (fi - nin) * istep) * (Py_ssize_t)esize;
+    else
+        return;
+    if (bytes > 4096)
+        bytes = 4096;
+    for (size_t b = 0; b < bytes; b += 64)
+        __builtin_prefetch(p + b, 0, 3);
+}
+
+/* Input rows to prefetch ahead: at least 8 KiB. */
+static inline Py_ssize_t NDP_PF_IN(size_t row_bytes)
+{
+    return (Py_ssize_t)(8192 / (row_bytes > 0 ? row_bytes : 1)) + 1;
+}
+
+#define NDP_BCAST_BODY(T, BCAST2, FENCE)                                                   \
     do {                                                                      \
         const Py_ssize_t D = a->D, k = a->k, L = a->L;                        \
         Py_ssize_t qmax = D * k < L ? D * k : L;                              \
         Py_ssize_t nfull = qmax / k;                                          \
+        const Py_ssize_t nin = (a->ph + a->R - 1) / a->kr + 1;                \
+        const Py_ssize_t pfi = NDP_PF_IN(D * sizeof(T));                      \
         for (Py_ssize_t r2 = 0; r2 < a->R; r2++) {                            \
-            const T *restrict src = (const T *)a->src + ((a->ph + r2) / a->kr) * a->istep; \
+            const Py_ssize_t ir = (a->ph + r2) / a->kr;                       \
+            const T *restrict src = (const T *)a->src + ir * a->istep;        \
             T *restrict o = (T *)a->out + r2 * a->ostep;                      \
+            if ((a->ph + r2) % a->kr == 0)                                    \
+                ndp_prefetch_row((const char *)a->src, ir + pfi, nin, a->istep, a->has_nxt, \
+                                 a->nxt, sizeof(T), D * sizeof(T));           \
             if (k == 1) {                                                     \
                 memcpy(o, src, nfull * sizeof(T));                            \
             } else if (k == 2) {                                              \
-                for (Py_ssize_t i = 0; i < nfull; i++) {                      \
-                    o[2 * i] = src[i];                                        \
-                    o[2 * i + 1] = src[i];                                    \
-                }                                                             \
+                BCAST2(src, nfull, o, a->nt && ((uintptr_t)o & 63) == 0);     \
             } else {                                                          \
                 for (Py_ssize_t i = 0; i < nfull; i++)                        \
                     for (Py_ssize_t t = 0; t < k; t++)                        \
@@ -368,26 +408,29 @@ NDP_DEFINE_WINDOW(, f64_generic, ndp_g64, double, double, int, ndp_g64_it, ndp_g
             for (Py_ssize_t q = qmax; q < L; q++)                             \
                 o[q] = 0;                                                     \
         }                                                                     \
+        if (a->nt) FENCE();                                                   \
     } while (0)
 
-#define NDP_MUNPOOL_BODY(T)                                                   \
+#define NDP_MUNPOOL_BODY(T, MUNPOOL2, FENCE)                                                 \
     do {                                                                      \
         const Py_ssize_t D = a->D, k = a->k, L = a->L;                        \
         int64_t matched = 0, nonneg = 0, bad = 0;                             \
+        const Py_ssize_t nin = (a->ph + a->R - 1) / a->kr + 1;                \
+        const Py_ssize_t pfi = NDP_PF_IN(D * (sizeof(T) + 8));                \
         for (Py_ssize_t r2 = 0; r2 < a->R; r2++) {                            \
             const Py_ssize_t ir = (a->ph + r2) / a->kr;                       \
             const T *restrict x = (const T *)a->x + ir * a->istep;            \
             const int64_t *restrict id = a->idx + ir * a->istep;              \
             T *restrict o = (T *)a->out + r2 * a->ostep;                      \
             const int64_t ob = a->ob0 + r2 * a->ostep;                        \
+            if ((a->ph + r2) % a->kr == 0) {                                  \
+                ndp_prefetch_row((const char *)a->x, ir + pfi, nin, a->istep, a->has_nxt, \
+                                 a->nxt, sizeof(T), D * sizeof(T));           \
+                ndp_prefetch_row((const char *)a->idx, ir + pfi, nin, a->istep, a->has_nxt, \
+                                 a->nxt, 8, D * 8);                           \
+            }                                                                 \
             if (k == 2) {                                                     \
-                for (Py_ssize_t i = 0; i < D; i++) {                          \
-                    int64_t e0 = id[i] == ob + 2 * i;                         \
-                    int64_t e1 = id[i] == ob + 2 * i + 1;                     \
-                    o[2 * i] = e0 ? x[i] : (T)0;                              \
-                    o[2 * i + 1] = e1 ? x[i] : (T)0;                          \
-                    matched += e0 + e1;                                       \
-                }                                                             \
+                matched += MUNPOOL2(x, id, D, ob, o, a->nt && ((uintptr_t)o & 63) == 0); \
             } else {                                                          \
                 for (Py_ssize_t i = 0; i < D; i++)                            \
                     for (Py_ssize_t t = 0; t < k; t++) {                      \
@@ -408,15 +451,46 @@ NDP_DEFINE_WINDOW(, f64_generic, ndp_g64, double, double, int, ndp_g64_it, ndp_g
         a->matched += matched;                                                \
         a->nonneg += nonneg;                                                  \
         a->bad += bad;                                                        \
+        if (a->nt) FENCE();                                                   \
     } while (0)
 
-#define NDP_DEFINE_ROWS(ATTR, SUF)                                            \
-    ATTR static void ndp_bcast_f32_##SUF(ndp_bcast_args *a) { NDP_BCAST_BODY(float); } \
-    ATTR static void ndp_bcast_f64_##SUF(ndp_bcast_args *a) { NDP_BCAST_BODY(double); } \
-    ATTR static void ndp_munpool_f32_##SUF(ndp_munpool_args *a) { NDP_MUNPOOL_BODY(float); } \
-    ATTR static void ndp_munpool_f64_##SUF(ndp_munpool_args *a) { NDP_MUNPOOL_BODY(double); }
+/* The k == 2 rows in plain C: o[2i] = o[2i + 1] = s[i]; and the gather of
+ * max unpooling, returning the cells written from x. */
+#define NDP_BCAST2_C(T)                                                       \
+    static inline void ndp_bcast2_##T(const T *restrict s, Py_ssize_t n, T *restrict o, int nt) \
+    {                                                                         \
+        (void)nt;                                                             \
+        for (Py_ssize_t i = 0; i < n; i++) {                                  \
+            o[2 * i] = s[i];                                                  \
+            o[2 * i + 1] = s[i];                                              \
+        }                                                                     \
+    }                                                                         \
+    static inline int64_t ndp_munpool2_##T(const T *restrict x, const int64_t *restrict id, \
+                                          Py_ssize_t n, int64_t ob, T *restrict o, int nt) \
+    {                                                                         \
+        int64_t matched = 0;                                                  \
+        (void)nt;                                                             \
+        for (Py_ssize_t i = 0; i < n; i++) {                                  \
+            int64_t e0 = id[i] == ob + 2 * i;                                 \
+            int64_t e1 = id[i] == ob + 2 * i + 1;                             \
+            o[2 * i] = e0 ? x[i] : (T)0;                                      \
+            o[2 * i + 1] = e1 ? x[i] : (T)0;                                  \
+            matched += e0 + e1;                                               \
+        }                                                                     \
+        return matched;                                                       \
+    }
+NDP_BCAST2_C(float)
+NDP_BCAST2_C(double)
+static inline void ndp_nofence(void) {}
 
-NDP_DEFINE_ROWS(, generic)
+#define NDP_DEFINE_ROWS(ATTR, SUF, B32, B64, M32, M64, FENCE)                 \
+    ATTR static void ndp_bcast_f32_##SUF(ndp_bcast_args *a) { NDP_BCAST_BODY(float, B32, FENCE); } \
+    ATTR static void ndp_bcast_f64_##SUF(ndp_bcast_args *a) { NDP_BCAST_BODY(double, B64, FENCE); } \
+    ATTR static void ndp_munpool_f32_##SUF(ndp_munpool_args *a) { NDP_MUNPOOL_BODY(float, M32, FENCE); } \
+    ATTR static void ndp_munpool_f64_##SUF(ndp_munpool_args *a) { NDP_MUNPOOL_BODY(double, M64, FENCE); }
+
+NDP_DEFINE_ROWS(, generic, ndp_bcast2_float, ndp_bcast2_double, ndp_munpool2_float,
+                ndp_munpool2_double, ndp_nofence)
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(NDCONV_NO_SIMD)
 #define NDP_X86 1
@@ -596,7 +670,108 @@ NDP_AVX2 static inline void ndp_y64_ist(int64_t *p, ndp_y64_it v, Py_ssize_t rem
 
 NDP_DEFINE_WINDOW(NDP_AVX2, f32_avx2, ndp_y32, float, __m256, __m256, ndp_y32_it, ndp_y32_lmt, 8, 3)
 NDP_DEFINE_WINDOW(NDP_AVX2, f64_avx2, ndp_y64, double, __m256d, __m256d, ndp_y64_it, ndp_y64_lmt, 4, 4)
-NDP_DEFINE_ROWS(NDP_AVX2, avx2)
+/* k == 2 rows: each value (and index) expanded to two lanes; streaming
+ * stores when allowed and aligned (the results allocator aligns big results
+ * to 64 bytes). */
+NDP_AVX2 static void ndp_y_bcast2_f32(const float *s, Py_ssize_t n, float *o, int nt)
+{
+    const __m256i lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(s + i);
+        __m256 a = _mm256_permutevar8x32_ps(v, lo), b = _mm256_permutevar8x32_ps(v, hi);
+        if (nt) {
+            _mm256_stream_ps(o + 2 * i, a);
+            _mm256_stream_ps(o + 2 * i + 8, b);
+        } else {
+            _mm256_storeu_ps(o + 2 * i, a);
+            _mm256_storeu_ps(o + 2 * i + 8, b);
+        }
+    }
+    ndp_bcast2_float(s + i, n - i, o + 2 * i, 0);
+}
+NDP_AVX2 static void ndp_y_bcast2_f64(const double *s, Py_ssize_t n, double *o, int nt)
+{
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d v = _mm256_loadu_pd(s + i);
+        __m256d a = _mm256_permute4x64_pd(v, 0x50), b = _mm256_permute4x64_pd(v, 0xFA);
+        if (nt) {
+            _mm256_stream_pd(o + 2 * i, a);
+            _mm256_stream_pd(o + 2 * i + 4, b);
+        } else {
+            _mm256_storeu_pd(o + 2 * i, a);
+            _mm256_storeu_pd(o + 2 * i + 4, b);
+        }
+    }
+    ndp_bcast2_double(s + i, n - i, o + 2 * i, 0);
+}
+/* 4 indices -> 8 cells: the lane masks of the cells they name */
+NDP_AVX2 static inline __m256i ndp_y_hits(__m256i id, __m256i tlo, __m256i thi)
+{
+    __m256i mlo = _mm256_cmpeq_epi64(_mm256_permute4x64_epi64(id, 0x50), tlo);
+    __m256i mhi = _mm256_cmpeq_epi64(_mm256_permute4x64_epi64(id, 0xFA), thi);
+    /* 64-bit lanes -> 32-bit lanes, in order */
+    const __m256i pk = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    return _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(mlo, pk),
+                                     _mm256_permutevar8x32_epi32(mhi, pk), 0x20);
+}
+NDP_AVX2 static int64_t ndp_y_munpool2_f32(const float *x, const int64_t *id, Py_ssize_t n, int64_t ob,
+                                           float *o, int nt)
+{
+    const __m256i lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    __m256i tlo = _mm256_add_epi64(_mm256_set1_epi64x(ob), _mm256_setr_epi64x(0, 1, 2, 3));
+    __m256i thi = _mm256_add_epi64(tlo, _mm256_set1_epi64x(4));
+    const __m256i step = _mm256_set1_epi64x(8);
+    int64_t matched = 0;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256 v = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(x + i)), lo);
+        __m256i m = ndp_y_hits(_mm256_loadu_si256((const __m256i *)(id + i)), tlo, thi);
+        __m256 r = _mm256_and_ps(v, _mm256_castsi256_ps(m));
+        matched += __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(m)));
+        if (nt)
+            _mm256_stream_ps(o + 2 * i, r);
+        else
+            _mm256_storeu_ps(o + 2 * i, r);
+        tlo = _mm256_add_epi64(tlo, step);
+        thi = _mm256_add_epi64(thi, step);
+    }
+    return matched + ndp_munpool2_float(x + i, id + i, n - i, ob + 2 * i, o + 2 * i, 0);
+}
+NDP_AVX2 static int64_t ndp_y_munpool2_f64(const double *x, const int64_t *id, Py_ssize_t n, int64_t ob,
+                                           double *o, int nt)
+{
+    __m256i tlo = _mm256_add_epi64(_mm256_set1_epi64x(ob), _mm256_setr_epi64x(0, 1, 2, 3));
+    __m256i thi = _mm256_add_epi64(tlo, _mm256_set1_epi64x(4));
+    const __m256i step = _mm256_set1_epi64x(8);
+    int64_t matched = 0;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d v = _mm256_loadu_pd(x + i);
+        __m256i ids = _mm256_loadu_si256((const __m256i *)(id + i));
+        __m256i mlo = _mm256_cmpeq_epi64(_mm256_permute4x64_epi64(ids, 0x50), tlo);
+        __m256i mhi = _mm256_cmpeq_epi64(_mm256_permute4x64_epi64(ids, 0xFA), thi);
+        __m256d a = _mm256_and_pd(_mm256_permute4x64_pd(v, 0x50), _mm256_castsi256_pd(mlo));
+        __m256d b = _mm256_and_pd(_mm256_permute4x64_pd(v, 0xFA), _mm256_castsi256_pd(mhi));
+        matched += __builtin_popcount((unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(mlo)))
+                 + __builtin_popcount((unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(mhi)));
+        if (nt) {
+            _mm256_stream_pd(o + 2 * i, a);
+            _mm256_stream_pd(o + 2 * i + 4, b);
+        } else {
+            _mm256_storeu_pd(o + 2 * i, a);
+            _mm256_storeu_pd(o + 2 * i + 4, b);
+        }
+        tlo = _mm256_add_epi64(tlo, step);
+        thi = _mm256_add_epi64(thi, step);
+    }
+    return matched + ndp_munpool2_double(x + i, id + i, n - i, ob + 2 * i, o + 2 * i, 0);
+}
+NDP_AVX2 static void ndp_y_fence(void) { _mm_sfence(); }
+
+NDP_DEFINE_ROWS(NDP_AVX2, avx2, ndp_y_bcast2_f32, ndp_y_bcast2_f64, ndp_y_munpool2_f32,
+                ndp_y_munpool2_f64, ndp_y_fence)
 
 /* ---- AVX-512 --------------------------------------------------------------- */
 
@@ -745,7 +920,111 @@ NDP_512 static inline void ndp_z64_ist(int64_t *p, ndp_z64_it v, ndp_z64_lmt m, 
 
 NDP_DEFINE_WINDOW(NDP_512, f32_avx512, ndp_z32, float, __m512, __mmask16, ndp_z32_it, ndp_z32_lmt, 16, 4)
 NDP_DEFINE_WINDOW(NDP_512, f64_avx512, ndp_z64, double, __m512d, __mmask8, ndp_z64_it, ndp_z64_lmt, 8, 4)
-NDP_DEFINE_ROWS(NDP_512, avx512)
+NDP_512 static void ndp_z_bcast2_f32(const float *s, Py_ssize_t n, float *o, int nt)
+{
+    const __m512i lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i hi = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    Py_ssize_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(s + i);
+        __m512 a = _mm512_permutexvar_ps(lo, v), b = _mm512_permutexvar_ps(hi, v);
+        if (nt) {
+            _mm512_stream_ps(o + 2 * i, a);
+            _mm512_stream_ps(o + 2 * i + 16, b);
+        } else {
+            _mm512_storeu_ps(o + 2 * i, a);
+            _mm512_storeu_ps(o + 2 * i + 16, b);
+        }
+    }
+    if (i < n) {
+        __m512 v = _mm512_maskz_loadu_ps(ndp_z_m16(n - i), s + i);
+        _mm512_mask_storeu_ps(o + 2 * i, ndp_z_m16(2 * (n - i)), _mm512_permutexvar_ps(lo, v));
+        _mm512_mask_storeu_ps(o + 2 * i + 16, ndp_z_m16(2 * (n - i) - 16), _mm512_permutexvar_ps(hi, v));
+    }
+}
+NDP_512 static void ndp_z_bcast2_f64(const double *s, Py_ssize_t n, double *o, int nt)
+{
+    const __m512i lo = _mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3), hi = _mm512_setr_epi64(4, 4, 5, 5, 6, 6, 7, 7);
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m512d v = _mm512_loadu_pd(s + i);
+        __m512d a = _mm512_permutexvar_pd(lo, v), b = _mm512_permutexvar_pd(hi, v);
+        if (nt) {
+            _mm512_stream_pd(o + 2 * i, a);
+            _mm512_stream_pd(o + 2 * i + 8, b);
+        } else {
+            _mm512_storeu_pd(o + 2 * i, a);
+            _mm512_storeu_pd(o + 2 * i + 8, b);
+        }
+    }
+    if (i < n) {
+        __m512d v = _mm512_maskz_loadu_pd(ndp_z_m8(n - i), s + i);
+        _mm512_mask_storeu_pd(o + 2 * i, ndp_z_m8(2 * (n - i)), _mm512_permutexvar_pd(lo, v));
+        _mm512_mask_storeu_pd(o + 2 * i + 8, ndp_z_m8(2 * (n - i) - 8), _mm512_permutexvar_pd(hi, v));
+    }
+}
+/* 8 values and indices -> 16 cells (f32) */
+NDP_512 static int64_t ndp_z_munpool2_f32(const float *x, const int64_t *id, Py_ssize_t n, int64_t ob,
+                                          float *o, int nt)
+{
+    const __m512i lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i l64 = _mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3), h64 = _mm512_setr_epi64(4, 4, 5, 5, 6, 6, 7, 7);
+    __m512i tlo = _mm512_add_epi64(_mm512_set1_epi64(ob), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+    __m512i thi = _mm512_add_epi64(tlo, _mm512_set1_epi64(8));
+    const __m512i step = _mm512_set1_epi64(16);
+    int64_t matched = 0;
+    for (Py_ssize_t i = 0; i < n; i += 8) {
+        Py_ssize_t r = n - i;
+        __mmask8 mi = ndp_z_m8(r);
+        __m512 v = _mm512_permutexvar_ps(lo, _mm512_castps256_ps512(
+            _mm512_castps512_ps256(_mm512_maskz_loadu_ps((__mmask16)mi, x + i))));
+        __m512i ids = _mm512_maskz_loadu_epi64(mi, id + i);
+        __mmask16 m = (__mmask16)(_mm512_cmpeq_epi64_mask(_mm512_permutexvar_epi64(l64, ids), tlo)
+                                  | ((unsigned)_mm512_cmpeq_epi64_mask(_mm512_permutexvar_epi64(h64, ids), thi) << 8));
+        m &= ndp_z_m16(2 * r);
+        matched += __builtin_popcount((unsigned)m);
+        __m512 res = _mm512_maskz_mov_ps(m, v);
+        if (r >= 8 && nt)
+            _mm512_stream_ps(o + 2 * i, res);
+        else if (r >= 8)
+            _mm512_storeu_ps(o + 2 * i, res);
+        else
+            _mm512_mask_storeu_ps(o + 2 * i, ndp_z_m16(2 * r), res);
+        tlo = _mm512_add_epi64(tlo, step);
+        thi = _mm512_add_epi64(thi, step);
+    }
+    return matched;
+}
+/* 4 values and indices -> 8 cells (f64) */
+NDP_512 static int64_t ndp_z_munpool2_f64(const double *x, const int64_t *id, Py_ssize_t n, int64_t ob,
+                                          double *o, int nt)
+{
+    const __m512i l64 = _mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3);
+    __m512i t = _mm512_add_epi64(_mm512_set1_epi64(ob), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m512i step = _mm512_set1_epi64(8);
+    int64_t matched = 0;
+    for (Py_ssize_t i = 0; i < n; i += 4) {
+        Py_ssize_t r = n - i;
+        __mmask8 mi = ndp_z_m8(r < 4 ? r : 4);
+        __m512d v = _mm512_permutexvar_pd(l64, _mm512_maskz_loadu_pd(mi, x + i));
+        __m512i ids = _mm512_permutexvar_epi64(l64, _mm512_maskz_loadu_epi64(mi, id + i));
+        __mmask8 m = _mm512_cmpeq_epi64_mask(ids, t) & ndp_z_m8(2 * r);
+        matched += __builtin_popcount((unsigned)m);
+        __m512d res = _mm512_maskz_mov_pd(m, v);
+        if (r >= 4 && nt)
+            _mm512_stream_pd(o + 2 * i, res);
+        else if (r >= 4)
+            _mm512_storeu_pd(o + 2 * i, res);
+        else
+            _mm512_mask_storeu_pd(o + 2 * i, ndp_z_m8(2 * r), res);
+        t = _mm512_add_epi64(t, step);
+    }
+    return matched;
+}
+NDP_512 static void ndp_z_fence(void) { _mm_sfence(); }
+
+NDP_DEFINE_ROWS(NDP_512, avx512, ndp_z_bcast2_f32, ndp_z_bcast2_f64, ndp_z_munpool2_f32,
+                ndp_z_munpool2_f64, ndp_z_fence)
 #endif
 
 /* ---- selection ------------------------------------------------------------ */

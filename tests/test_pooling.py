@@ -742,6 +742,25 @@ def test_max_unpooling_blocks_every_isa(isa, sp, k, dtype):
         max_unpooling_nd(y, bad, k, outsize=sp)
 
 
+@pytest.mark.parametrize('dtype', FLOATS)
+@pytest.mark.parametrize('last', [32, 37])
+def test_big_unpoolings_every_isa(isa, dtype, last):
+    """Results over 16 MiB: written with streaming stores where rows are
+    64-byte aligned (all of them for 32, some for 37)."""
+    rng = gen('big-unpool', dtype, last)
+    c = 6 if dtype == np.float32 else 3
+    x = rng.standard_normal((1, c, 60, 60, last)).astype(dtype)
+    u = unpooling_nd(x, 2, cover_all=False)
+    assert u.nbytes >= 16 << 20
+    np.testing.assert_array_equal(u, x.repeat(2, 2).repeat(2, 3).repeat(2, 4))
+    y, idx = max_pooling_nd(u + rng.standard_normal(u.shape).astype(dtype), 2,
+                            return_indices=True)
+    m = max_unpooling_nd(y, idx, 2)
+    want = np.zeros((c, u[0, 0].size), dtype)
+    np.put_along_axis(want, idx.reshape(c, -1), y.reshape(c, -1), axis=1)
+    np.testing.assert_array_equal(m, want.reshape(u.shape))
+
+
 # ----------------------------------------------------------------------------
 # The results allocator (ext/ndconv_pool.h): big results on 2 MiB-aligned
 # mappings, a freed one kept for the next result of its size.
