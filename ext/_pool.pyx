@@ -51,6 +51,7 @@ cdef extern from "ndconv_pool.h" nogil:
         void* out
         int64_t* idx
         int first, last
+        int nt
         int has_nxt
         Py_ssize_t nxt
         double div
@@ -149,6 +150,23 @@ cdef enum:
 # is most of their traffic, and a normal store first reads each line in.
 # Smaller results stay in the cache for whatever reads them next.
 cdef Py_ssize_t STREAM_BYTES = 16 << 20
+# Pooling results of at least this many bytes: they come 64-byte aligned
+# from the results allocator, and streaming stores spare the read of each
+# line the output takes (and the eviction of input lines for it).
+cdef Py_ssize_t WINDOW_STREAM_BYTES = 4 << 20
+
+
+def _stream_bytes(window=None, unpool=None):
+    """The result sizes from which pooling (window) and unpooling results are
+    written with streaming stores; sets them when given (tests use 0 to
+    reach those paths on small arrays).  Returns the previous values."""
+    global WINDOW_STREAM_BYTES, STREAM_BYTES
+    old = (WINDOW_STREAM_BYTES, STREAM_BYTES)
+    if window is not None:
+        WINDOW_STREAM_BYTES = window
+    if unpool is not None:
+        STREAM_BYTES = unpool
+    return old
 
 
 ctypedef struct Geom:
@@ -257,6 +275,7 @@ ctypedef struct Job:
     ndp_fn fn
     bint is_avg
     bint count_pad
+    int nt
 
 
 cdef inline void last_axis_calls(const Geom* G, const Job* J, ndp_args* A,
@@ -319,6 +338,7 @@ cdef void window_run(const Geom* G, const Job* J, const floating* xv, floating* 
     A.rstep = G.stride[n1 - 1] * G.in_stride[n1 - 1]
     A.has_nxt = 1
     A.nxt = nxt
+    A.nt = J.nt
     A.rows = rows
     A.rbase = rbase
     A.first = 1
@@ -446,6 +466,7 @@ def max_pool(const floating[::1] x, floating[::1] out, int64_t[::1] indices,
     J.fn = pick(&G, False, floating is float)
     J.is_avg = False
     J.count_pad = False
+    J.nt = nvol * G.out_vol * <Py_ssize_t>sizeof(floating) >= WINDOW_STREAM_BYTES
     if nitems == 0:
         return
     for it in prange(nitems, nogil=True, schedule='dynamic', chunksize=1,
@@ -471,6 +492,7 @@ def avg_pool(const floating[::1] x, floating[::1] out, const Py_ssize_t[::1] geo
     J.fn = pick(&G, True, floating is float)
     J.is_avg = True
     J.count_pad = count_pad
+    J.nt = nvol * G.out_vol * <Py_ssize_t>sizeof(floating) >= WINDOW_STREAM_BYTES
     if nitems == 0:
         return
     for it in prange(nitems, nogil=True, schedule='dynamic', chunksize=1,

@@ -54,6 +54,7 @@ typedef struct {
     void *out;
     int64_t *idx;              /* NULL: no indices */
     int first, last;
+    int nt;                    /* streaming stores allowed (where aligned) */
     int has_nxt;               /* nxt is known */
     Py_ssize_t nxt;            /* offset from this run's input rows to the next run's */
     double div;                /* the average's divisor */
@@ -63,6 +64,11 @@ typedef struct {
  * of input ahead. */
 #define NDP_PF_ROWS(rstep, size) \
     ((rstep) > 0 ? (8192 / (Py_ssize_t)(size) + (rstep) - 1) / (rstep) : 0)
+
+/* Streaming (non-temporal) stores for full blocks, when the caller allows
+ * them and every full block of the output lands on a 64-byte boundary. */
+#define NDP_CAN_STREAM(a, p, size) \
+    ((a)->nt && ((uintptr_t)(p) & 63) == 0 && ((a)->ostep * (Py_ssize_t)(size)) % 64 == 0)
 
 /* Strides above this go to the generic kernels (the gathers use int32
  * offsets). */
@@ -232,8 +238,10 @@ typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
         NDP_TAPS(P, T, VT, UU, S, F, NDP_MAX_UPD, MT, IDX)                    \
         _Pragma("GCC unroll 8")                                               \
         for (int c = 0; c < (UU); c++) {                                      \
-            P##_st(out + oo[c], cur[c], lm[c], F);                            \
-            if (IDX) P##_ist(a->idx + oo[c], ci[c], lm[c], F);                \
+            if (F && ntv) P##_stn(out + oo[c], cur[c]);                       \
+            else P##_st(out + oo[c], cur[c], lm[c], F);                       \
+            if ((IDX) && F && nti) P##_istn(a->idx + oo[c], ci[c]);          \
+            else if (IDX) P##_ist(a->idx + oo[c], ci[c], lm[c], F);           \
         }                                                                     \
     }
 
@@ -257,10 +265,13 @@ typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
         const Py_ssize_t pfo = pfr * a->rstep;                                \
         Py_ssize_t b = 0, br2 = 0, bi = 0;                                    \
         (void)io;                                                             \
+        const int ntv = NDP_CAN_STREAM(a, out, sizeof(T));                    \
+        const int nti = (IDX) && NDP_CAN_STREAM(a, a->idx, 8);                \
         for (; b + (U) <= nblk; b += (U))                                     \
             NDP_MAX_BLOCKS(P, T, VT, MT, IT, LM, W, U, S, IDX)                \
         for (; b < nblk; b++)                                                 \
             NDP_MAX_BLOCKS(P, T, VT, MT, IT, LM, W, 1, S, IDX)                \
+        if (ntv || nti) P##_fence();                                          \
     } while (0)
 
 #define NDP_AVG_UPD(P, X1, X2, c, v, tap) (acc[c] = P##_add(acc[c], v))
@@ -275,7 +286,11 @@ typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
         NDP_TAPS(P, T, VT, UU, S, F, NDP_AVG_UPD, _, _)                       \
         _Pragma("GCC unroll 8")                                               \
         for (int c = 0; c < (UU); c++)                                        \
-            P##_st(out + oo[c], a->last ? P##_div(acc[c], dv) : acc[c], lm[c], F); \
+        {                                                                     \
+            VT res_ = a->last ? P##_div(acc[c], dv) : acc[c];                 \
+            if (F && ntv) P##_stn(out + oo[c], res_);                         \
+            else P##_st(out + oo[c], res_, lm[c], F);                         \
+        }                                                                     \
     }
 
 #define NDP_AVG_BLOCKS(P, T, VT, LM, W, UU, S)                                \
@@ -296,10 +311,12 @@ typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
         const Py_ssize_t pfr = NDP_PF_ROWS(a->rstep, sizeof(T));             \
         const Py_ssize_t pfo = pfr * a->rstep;                                \
         Py_ssize_t b = 0, br2 = 0, bi = 0;                                    \
+        const int ntv = NDP_CAN_STREAM(a, out, sizeof(T));                    \
         for (; b + (U) <= nblk; b += (U))                                     \
             NDP_AVG_BLOCKS(P, T, VT, LM, W, U, S)                             \
         for (; b < nblk; b++)                                                 \
             NDP_AVG_BLOCKS(P, T, VT, LM, W, 1, S)                             \
+        if (ntv) P##_fence();                                                 \
     } while (0)
 
 /* Functions of one ISA and one type: max with and without indices and the
@@ -335,6 +352,9 @@ typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
     static inline void P##_ld2p(const T *p, P##_lmt lm, int F, T *e, T *o) { (void)lm; (void)F; *e = p[0]; *o = p[1]; } \
     static inline T P##_ldg(const T *p, Py_ssize_t s, P##_lmt lm) { (void)s; (void)lm; return *p; } \
     static inline void P##_st(T *p, T v, P##_lmt lm, int F) { (void)lm; (void)F; *p = v; } \
+    static inline void P##_stn(T *p, T v) { *p = v; }                         \
+    static inline void P##_istn(int64_t *p, P##_it v) { *p = v.a; }           \
+    static inline void P##_fence(void) {}                                     \
     static inline T P##_set1(T v) { return v; }                               \
     static inline T P##_add(T a, T b) { return a + b; }                       \
     static inline T P##_div(T a, T b) { return a / b; }                       \
@@ -553,6 +573,10 @@ NDP_AVX2 static inline __m256 ndp_y32_ldg(const float *p, Py_ssize_t s, Py_ssize
     return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, vi,
                                     _mm256_castsi256_ps(ndp_y_lanes32(rem)), 4);
 }
+NDP_AVX2 static inline void ndp_y32_stn(float *p, __m256 v) { _mm256_stream_ps(p, v); }
+NDP_AVX2 static inline void ndp_y32_istn(int64_t *p, ndp_y32_it v)
+{ _mm256_stream_si256((__m256i *)p, v.a); _mm256_stream_si256((__m256i *)(p + 4), v.b); }
+NDP_AVX2 static inline void ndp_y32_fence(void) { _mm_sfence(); }
 NDP_AVX2 static inline void ndp_y32_st(float *p, __m256 v, Py_ssize_t rem, int F)
 { if (F || rem >= 8) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, ndp_y_lanes32(rem), v); }
 NDP_AVX2 static inline __m256 ndp_y32_set1(float v) { return _mm256_set1_ps(v); }
@@ -638,6 +662,9 @@ NDP_AVX2 static inline __m256d ndp_y64_ldg(const double *p, Py_ssize_t s, Py_ssi
     return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), p, vi,
                                     _mm256_castsi256_pd(ndp_y_lanes64(rem)), 8);
 }
+NDP_AVX2 static inline void ndp_y64_stn(double *p, __m256d v) { _mm256_stream_pd(p, v); }
+NDP_AVX2 static inline void ndp_y64_istn(int64_t *p, ndp_y64_it v) { _mm256_stream_si256((__m256i *)p, v.a); }
+NDP_AVX2 static inline void ndp_y64_fence(void) { _mm_sfence(); }
 NDP_AVX2 static inline void ndp_y64_st(double *p, __m256d v, Py_ssize_t rem, int F)
 { if (F || rem >= 4) _mm256_storeu_pd(p, v); else _mm256_maskstore_pd(p, ndp_y_lanes64(rem), v); }
 NDP_AVX2 static inline __m256d ndp_y64_set1(double v) { return _mm256_set1_pd(v); }
@@ -822,6 +849,10 @@ NDP_512 static inline __m512 ndp_z32_ldg(const float *p, Py_ssize_t s, ndp_z32_l
                                     _mm512_set1_epi32((int)s));
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m.m1, vi, p, 4);
 }
+NDP_512 static inline void ndp_z32_stn(float *p, __m512 v) { _mm512_stream_ps(p, v); }
+NDP_512 static inline void ndp_z32_istn(int64_t *p, ndp_z32_it v)
+{ _mm512_stream_si512((__m512i *)p, v.a); _mm512_stream_si512((__m512i *)(p + 8), v.b); }
+NDP_512 static inline void ndp_z32_fence(void) { _mm_sfence(); }
 NDP_512 static inline void ndp_z32_st(float *p, __m512 v, ndp_z32_lmt m, int F)
 { if (F) _mm512_storeu_ps(p, v); else _mm512_mask_storeu_ps(p, m.m1, v); }
 NDP_512 static inline __m512 ndp_z32_set1(float v) { return _mm512_set1_ps(v); }
@@ -898,6 +929,9 @@ NDP_512 static inline __m512d ndp_z64_ldg(const double *p, Py_ssize_t s, ndp_z64
     __m256i vi = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)s));
     return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m.m1, vi, p, 8);
 }
+NDP_512 static inline void ndp_z64_stn(double *p, __m512d v) { _mm512_stream_pd(p, v); }
+NDP_512 static inline void ndp_z64_istn(int64_t *p, ndp_z64_it v) { _mm512_stream_si512((__m512i *)p, v.a); }
+NDP_512 static inline void ndp_z64_fence(void) { _mm_sfence(); }
 NDP_512 static inline void ndp_z64_st(double *p, __m512d v, ndp_z64_lmt m, int F)
 { if (F) _mm512_storeu_pd(p, v); else _mm512_mask_storeu_pd(p, m.m1, v); }
 NDP_512 static inline __m512d ndp_z64_set1(double v) { return _mm512_set1_pd(v); }

@@ -668,12 +668,30 @@ KERNEL_CASES = [
     ((3, 4, 2, 19), (2, 1, 2, 2), (1, 1, 2, 2), ((0, 1), (0, 0), (1, 0), (0, 1))),
     ((3, 610), (2, 300), (1, 3), ((0, 1), (4, 0))),
     ((2, 70), (2, 20), (1, 7), ((1, 1), (9, 9))),
+    ((4, 6, 64), 2, 2, 0),
+    ((3, 32, 32), (3, 1, 2), (1, 1, 2), ((1, 1), (0, 0), (0, 0))),
 ]
+
+
+@pytest.fixture(params=['store', 'stream'])
+def stores(request, monkeypatch):
+    """'stream': every result from the results allocator (64-byte aligned)
+    and streaming stores from any size, so that small cases reach them."""
+    if request.param == 'store':
+        yield request.param
+        return
+    from ndconv import _pool, pooling
+    monkeypatch.setattr(pooling, '_RESULTS_ALLOCATOR_BYTES', 0)
+    old = _pool._stream_bytes(0, 0)
+    try:
+        yield request.param
+    finally:
+        _pool._stream_bytes(*old)
 
 
 @pytest.mark.parametrize('dtype', FLOATS)
 @pytest.mark.parametrize('case', range(len(KERNEL_CASES)))
-def test_kernels_every_isa_bitwise(isa, case, dtype):
+def test_kernels_every_isa_bitwise(isa, stores, case, dtype):
     sp, k, s, p = KERNEL_CASES[case]
     rng = gen('isa', case, dtype)
     x = _awkward(rng, (2, 3) + sp, dtype)
@@ -710,7 +728,7 @@ def test_kernels_every_isa_against_reference(isa, dtype):
 @pytest.mark.parametrize('dtype', FLOATS)
 @pytest.mark.parametrize('sp, k', [((36,), 2), ((4, 18), (2, 3)), ((4, 6, 34), 2),
                                    ((4, 2, 3, 10), (2, 1, 3, 2))])
-def test_max_unpooling_blocks_every_isa(isa, sp, k, dtype):
+def test_max_unpooling_blocks_every_isa(isa, stores, sp, k, dtype):
     """Disjoint windows: the gather path (indices inside their own windows),
     its fall back to the scatter when an index leaves its window, -1 entries
     and an output larger than the windows cover."""
