@@ -25,7 +25,13 @@ chosen at run time).  A window kernel call covers a *run* of output rows
 along the second-last axis, where the windows' input rows move by a fixed
 step, and the cells of the last axis whose windows lie inside the input
 (edge cells get calls of their own); so the per-row bookkeeping here is paid
-once per run, not once per row or per cell.
+once per run, not once per row or per cell.  Every call is told where the
+next run starts, so that its last rows prefetch the next run's first.
+
+Results of 4 MiB or more come from the results allocator of
+``ndconv_pool.h`` (``_empty``): 2 MiB-aligned mappings on huge pages, a freed
+one kept for the next result of its size.  Being 64-byte aligned, big
+results are written with streaming stores (``_stream_bytes``).
 """
 
 from cython cimport floating
@@ -118,7 +124,7 @@ _select_isa('auto')
 
 cdef object _results_handler = PyCapsule_New(<void*>&ndp_results_handler, "mem_handler", NULL)
 
-BIG_RESULT = NDP_BIG
+_BIG_RESULT = NDP_BIG
 
 
 def _empty(shape, dtype, zero=False):

@@ -32,6 +32,7 @@
  *   ld2p(p, lm, F, &e, &o) p[0], p[2], ... and p[1], p[3], ...: two taps
  *   ldg(p, s, lm)          p[0], p[s], ...: any stride (gather)
  *   st(p, v, lm, F)        store the block's lanes
+ *   stn(p, v), istn, fence streaming stores of a full, aligned block; sfence
  *   gt(v, cur)             mask: v replaces cur (see above)
  *   sel(m, a, b)           m ? b : a per lane
  *   iota(s), iadd(io, b), isel, ild, ist: the int64 index vectors

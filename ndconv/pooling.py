@@ -67,7 +67,7 @@ def _rows_per_item(in_sp, out_sp):
 # it needs memory) for the next result of the same size, so that repeated
 # calls do not pay the page faults of a fresh allocation, which on this
 # machine cost more than writing the result.  None: always numpy.empty.
-_RESULTS_ALLOCATOR_BYTES = _pool.BIG_RESULT
+_RESULTS_ALLOCATOR_BYTES = _pool._BIG_RESULT
 
 
 def _allocate(shape, dtype):

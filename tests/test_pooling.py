@@ -788,7 +788,7 @@ def test_results_allocator_reuses_freed_results():
     _pool._release_kept()
     x = np.ones((1, 2, 64, 64, 64), np.float32)          # 2 MiB, result 16 MiB
     y = unpooling_nd(x, 2, cover_all=False)
-    assert y.nbytes >= _pool.BIG_RESULT and y.flags.owndata and y.base is None
+    assert y.nbytes >= _pool._BIG_RESULT and y.flags.owndata and y.base is None
     assert y.ctypes.data % 64 == 0
     where = y.ctypes.data
     np.testing.assert_array_equal(y, 1)
@@ -807,7 +807,7 @@ def test_results_allocator_reuses_freed_results():
 def test_results_allocator_realloc_calloc_and_limits():
     from ndconv import _pool
     _pool._release_kept()
-    big = _pool.BIG_RESULT // 4
+    big = _pool._BIG_RESULT // 4
     a = _pool._empty((big,), np.float32)
     a[:] = np.arange(big, dtype=np.float32)
     a.resize((3 * big,), refcheck=False)                     # realloc: bigger
