@@ -332,7 +332,8 @@ def max_unpooling_nd(x, indices, ksize, stride=None, pad=0, outsize=None):
     rt, ct = A.result_dtype(x)
     N, C = x.shape[:2]
     A.check_size((N, C) + out_sp, np.dtype(ct).itemsize)   # before scanning indices
-    if not blocks:
+    # uint64 indices >= 2**63 would wrap to negatives in the int64 copy below
+    if not blocks or indices.dtype == np.uint64:
         _check_indices(indices, vol, out_sp)
     res = _allocate((N, C) + out_sp, ct)
     if not res.size:

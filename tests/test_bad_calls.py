@@ -472,11 +472,7 @@ def _ids():
 
 
 # Bad calls that ndconv does not refuse yet (bugs reported, not ours to fix).
-KNOWN_BUGS = {
-    'max_unpooling_nd-float32[2, 3, 3, 3]-uint64[2, 3, 3, 3]-2':
-        'the disjoint-window path casts uint64 indices to int64 before checking them: '
-        '2**64 - 1 becomes -1 and is skipped',
-}
+KNOWN_BUGS = {}   # case id -> reason, for bugs reported and not fixed yet
 
 
 def _params():
