@@ -58,6 +58,7 @@ cdef extern from "ndconv_pool.h" nogil:
         int64_t* idx
         int first, last
         int nt
+        Py_ssize_t iper, iph
         int has_nxt
         Py_ssize_t nxt
         double div
@@ -190,6 +191,11 @@ ctypedef struct Geom:
     # Pooling: output cells whose windows lie inside the input, on the last
     # axis [qa, qb) and on the second-last [ia, ib).
     Py_ssize_t qa, qb, ia, ib
+    # The input rows of all output rows, over all volumes, are one evenly
+    # spaced run (one volume's rows on the second-last axis only, none of
+    # them at an edge, and the next volume right after): pooling (lin) and
+    # broadcast unpooling (ulin) then take a work item in one kernel call.
+    bint lin, ulin
 
 
 cdef inline void interior(Py_ssize_t D, Py_ssize_t O, Py_ssize_t k, Py_ssize_t s,
@@ -232,6 +238,15 @@ cdef Geom _geom(const Py_ssize_t[::1] geo, Py_ssize_t n):
              G.pad_lo[n - 1], &G.qa, &G.qb)
     interior(G.in_shape[n - 2], G.out_shape[n - 2], G.ksize[n - 2], G.stride[n - 2],
              G.pad_lo[n - 2], &G.ia, &G.ib)
+    cdef Py_ssize_t a2 = n - 2
+    cdef bint flat = True
+    for a in range(a2):
+        flat = flat and G.out_shape[a] == 1 and G.in_shape[a] == 1
+    G.lin = (flat and G.ia == 0 and G.ib == G.out_shape[a2]
+             and G.out_shape[a2] * G.stride[a2] * G.in_stride[a2] == G.in_vol)
+    G.ulin = (flat and G.ksize[n - 1] == G.stride[n - 1] and G.pad_lo[n - 1] == 0
+              and G.ksize[a2] == G.stride[a2] and G.pad_lo[a2] == 0
+              and G.out_shape[a2] == G.in_shape[a2] * G.ksize[a2])
     return G
 
 
@@ -328,11 +343,12 @@ cdef inline void last_axis_calls(const Geom* G, const Job* J, ndp_args* A,
 cdef void window_run(const Geom* G, const Job* J, const floating* xv, floating* orow,
                      int64_t* irow, const Py_ssize_t* j, const Py_ssize_t* t0,
                      const Py_ssize_t* t1, bint ok, Py_ssize_t R,
-                     Py_ssize_t nxt) noexcept nogil:
+                     Py_ssize_t nxt, Py_ssize_t iper) noexcept nogil:
     """R output rows from outer index j on (advancing along axis n-2), whose
     windows take the outer taps [t0[a], t1[a]) on each axis a < n-1 (none
     when not ok).  nxt: how far the next run's input rows are from this
-    run's (a prefetch hint)."""
+    run's (a prefetch hint).  iper: 0, or the rows of a volume when the run
+    goes on through the next volumes (G.lin)."""
     cdef const void* rows[CH]
     cdef int64_t rbase[CH]
     cdef Py_ssize_t tk[MAXD]
@@ -345,6 +361,8 @@ cdef void window_run(const Geom* G, const Job* J, const floating* xv, floating* 
     A.has_nxt = 1
     A.nxt = nxt
     A.nt = J.nt
+    A.iper = iper
+    A.iph = j[n1 - 1] if iper else 0
     A.rows = rows
     A.rbase = rbase
     A.first = 1
@@ -361,7 +379,7 @@ cdef void window_run(const Geom* G, const Job* J, const floating* xv, floating* 
         for a in range(n1):
             off += (j[a] * G.stride[a] + tk[a] - G.pad_lo[a]) * G.in_stride[a]
         rows[cnt] = xv + off
-        rbase[cnt] = off
+        rbase[cnt] = off - A.iph * A.rstep
         cnt += 1
         more = next_tap(tk, t0, t1, n1)
         if cnt == CH or not more:
@@ -424,7 +442,7 @@ cdef void window_rows(const Geom* G, const Job* J, const floating* xv, floating*
                 nxt = G.in_vol - here
             nxt -= (jj - jstart) * G.stride[a2] * G.in_stride[a2]
             window_run(G, J, xv, ov + row * L, iv + row * L if iv != NULL else NULL,
-                       j, t0, t1, ok, seg - jj, nxt)
+                       j, t0, t1, ok, seg - jj, nxt, 0)
             jj = seg
         r += jend - jstart
 
@@ -432,7 +450,23 @@ cdef void window_rows(const Geom* G, const Job* J, const floating* xv, floating*
 cdef void window_item(const Geom* G, const Job* J, const floating* xp, floating* op,
                       int64_t* ip, Py_ssize_t g0, Py_ssize_t g1) noexcept nogil:
     """Rows [g0, g1) counted over all volumes."""
-    cdef Py_ssize_t v, r0, r1
+    cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t t0[MAXD]
+    cdef Py_ssize_t t1[MAXD]
+    cdef Py_ssize_t v, r0, r1, a, L = G.out_shape[G.n - 1]
+    cdef bint ok = True
+    if G.lin and g0 < g1:
+        v = g0 // G.rows
+        r0 = g0 - v * G.rows
+        unravel_row(r0, G, j)
+        for a in range(G.n - 1):
+            if not tap_range(j[a], G.ksize[a], G.stride[a], G.pad_lo[a],
+                             G.in_shape[a], &t0[a], &t1[a]):
+                ok = False
+        window_run(G, J, xp + v * G.in_vol, op + v * G.out_vol + r0 * L,
+                   ip + v * G.out_vol + r0 * L if ip != NULL else NULL, j, t0, t1, ok,
+                   g1 - g0, (g1 - g0) * G.stride[G.n - 2] * G.in_stride[G.n - 2], G.rows)
+        return
     while g0 < g1:
         v = g0 // G.rows
         r0 = g0 - v * G.rows
@@ -700,7 +734,14 @@ cdef void unpool_rows(const Geom* G, const floating* xv, floating* ov,
 cdef void unpool_item(const Geom* G, const floating* xp, floating* op, Py_ssize_t g0,
                       Py_ssize_t g1, floating* acc, int nt) noexcept nogil:
     """Rows [g0, g1) counted over all volumes."""
-    cdef Py_ssize_t v, r0, r1
+    cdef Py_ssize_t v, r0, r1, a2 = G.n - 2, k2 = G.ksize[G.n - 2], R = g1 - g0
+    if G.ulin and g0 < g1:
+        v = g0 // G.rows
+        r0 = g0 - v * G.rows
+        bcast_rows(xp + v * G.in_vol + (r0 // k2) * G.in_stride[a2], G.in_stride[a2], k2,
+                   r0 % k2, R, op + v * G.out_vol + r0 * G.out_shape[G.n - 1], G,
+                   floating is float, nt, 1, ((r0 % k2 + R) // k2) * G.in_stride[a2])
+        return
     while g0 < g1:
         v = g0 // G.rows
         r0 = g0 - v * G.rows

@@ -8,7 +8,9 @@
  * in C order of the window (r major, t minor); every one of those cells is
  * inside the input (the caller splits off the edge cells, which get their own
  * calls with nq = 1 and a narrower [t0, t1)).  The flat index of a tap inside
- * its (n, c) volume is rbase[r] + r2 * rstep + off + q * s + t.  The output
+ * its (n, c) volume is rbase[r] + p * rstep + off + q * s + t, with p = r2, or
+ * p = (iph + r2) % iper when a run goes on through the next volumes (iper
+ * rows each; their indices start again from 0).  The output
  * of row r2 is out[r2 * ostep + q].  A long window is cut into several calls
  * over parts of the rows: `first` starts from nothing, otherwise the running
  * result is read back from out (and idx); the average divides by `div` when
@@ -56,6 +58,7 @@ typedef struct {
     int64_t *idx;              /* NULL: no indices */
     int first, last;
     int nt;                    /* streaming stores allowed (where aligned) */
+    Py_ssize_t iper, iph;      /* indices: rows repeat every iper rows (0: never), row 0 at phase iph */
     int has_nxt;               /* nxt is known */
     Py_ssize_t nxt;            /* offset from this run's input rows to the next run's */
     double div;                /* the average's divisor */
@@ -133,25 +136,32 @@ typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
 /* Per-block set-up shared by the bodies: offsets and lane masks of the UU
  * blocks starting at row br2, block bi of that row; F: all of them full. */
 #define NDP_BLOCKS(P, T, LM, W, UU)                                           \
-    Py_ssize_t c0[UU], oo[UU], pf[UU];                                        \
+    Py_ssize_t c0[UU], oo[UU], pf[UU], x0[UU];                                \
     LM lm[UU];                                                                \
     int F = 1;                                                                \
     {                                                                         \
-        Py_ssize_t r2 = br2, bi2 = bi;                                        \
+        Py_ssize_t r2 = br2, bi2 = bi, ph2 = bph;                             \
         _Pragma("GCC unroll 8")                                               \
         for (int c = 0; c < (UU); c++) {                                      \
             Py_ssize_t q0 = bi2 * (W);                                        \
             c0[c] = r2 * a->rstep + a->off + q0 * s;                          \
+            x0[c] = ph2 * a->rstep + a->off + q0 * s;                         \
             oo[c] = r2 * a->ostep + q0;                                       \
             pf[c] = c0[c] + pfo +                                             \
                 (r2 + pfr >= a->R && a->has_nxt ? a->nxt - a->R * a->rstep : 0); \
             lm[c] = P##_lm(nq - q0);                                          \
             F &= nq - q0 >= (W);                                              \
-            if (++bi2 == nb) { bi2 = 0; r2++; }                               \
+            if (++bi2 == nb) {                                                \
+                bi2 = 0;                                                      \
+                r2++;                                                         \
+                if (++ph2 == a->iper) ph2 = 0;                                \
+            }                                                                 \
         }                                                                     \
         br2 = r2;                                                             \
         bi = bi2;                                                             \
-    }
+        bph = ph2;                                                            \
+    }                                                                         \
+    (void)x0;
 
 /* The taps of rows [r, nr) from tap t of row r on (then from t0), C order,
  * each handed to UPD(c, v, tap) for every block c.  Stride 2 loads two
@@ -195,7 +205,7 @@ typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
     do {                                                                      \
         MT m_ = P##_gt(v, cur[c]);                                            \
         cur[c] = P##_sel(m_, cur[c], v);                                      \
-        if (IDX) ci[c] = P##_isel(m_, ci[c], P##_iadd(io, rb + c0[c] + (tap))); \
+        if (IDX) ci[c] = P##_isel(m_, ci[c], P##_iadd(io, rb + x0[c] + (tap))); \
     } while (0)
 
 #define NDP_MAX_GROUP(P, T, VT, MT, IT, LM, W, UU, S, IDX, F)                 \
@@ -224,7 +234,7 @@ typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
                 VT ve, vo;                                                    \
                 P##_ld2p(rows[0] + (c0[c] + t0), lm[c], F, &ve, &vo);         \
                 cur[c] = ve;                                                  \
-                if (IDX) ci[c] = P##_iadd(io, rb + c0[c] + t0);               \
+                if (IDX) ci[c] = P##_iadd(io, rb + x0[c] + t0);               \
                 NDP_MAX_UPD(P, MT, IDX, c, vo, t0 + 1);                       \
             }                                                                 \
             t = t0 + 2;                                                       \
@@ -232,7 +242,7 @@ typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
             _Pragma("GCC unroll 8")                                           \
             for (int c = 0; c < (UU); c++) {                                  \
                 cur[c] = NDP_LD(P, S, F, rows[0] + (c0[c] + t0), s, lm[c]);   \
-                if (IDX) ci[c] = P##_iadd(io, a->rbase[0] + c0[c] + t0);      \
+                if (IDX) ci[c] = P##_iadd(io, a->rbase[0] + x0[c] + t0);      \
             }                                                                 \
             t = t0 + 1;                                                       \
         }                                                                     \
@@ -264,7 +274,7 @@ typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
         IT io = P##_iota(s);                                                  \
         const Py_ssize_t pfr = NDP_PF_ROWS(a->rstep, sizeof(T));             \
         const Py_ssize_t pfo = pfr * a->rstep;                                \
-        Py_ssize_t b = 0, br2 = 0, bi = 0;                                    \
+        Py_ssize_t b = 0, br2 = 0, bi = 0, bph = a->iper > 0 ? a->iph % a->iper : 0; \
         (void)io;                                                             \
         const int ntv = NDP_CAN_STREAM(a, out, sizeof(T));                    \
         const int nti = (IDX) && NDP_CAN_STREAM(a, a->idx, 8);                \
@@ -311,7 +321,7 @@ typedef void (*ndp_mu_fn)(ndp_munpool_args *a);
         const VT dv = P##_set1((T)a->div);                                    \
         const Py_ssize_t pfr = NDP_PF_ROWS(a->rstep, sizeof(T));             \
         const Py_ssize_t pfo = pfr * a->rstep;                                \
-        Py_ssize_t b = 0, br2 = 0, bi = 0;                                    \
+        Py_ssize_t b = 0, br2 = 0, bi = 0, bph = a->iper > 0 ? a->iph % a->iper : 0; \
         const int ntv = NDP_CAN_STREAM(a, out, sizeof(T));                    \
         for (; b + (U) <= nblk; b += (U))                                     \
             NDP_AVG_BLOCKS(P, T, VT, LM, W, U, S)                             \
