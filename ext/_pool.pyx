@@ -1,6 +1,6 @@
-# cython: language_level=3
-# cython: boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False, nonecheck=False
+# cython: language_level=3, cdivision=True, nonecheck=False
+# (boundscheck, wraparound and initializedcheck come from setup.py, which
+# turns them on for NDCONV_DEBUG=1 builds)
 """N-D pooling and unpooling kernels.
 
 The wrappers in ``ndconv.pooling`` check every argument and hand these
