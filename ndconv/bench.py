@@ -758,10 +758,17 @@ def _impl_threads(name, n):
 # ----------------------------------------------------------------------------
 # Timing and memory.
 
-def _time_interleaved(fns, repeat):
+# Pause before each timed call: OpenBLAS and OpenMP pools keep spinning for
+# up to ~0.1 s after a call, and would otherwise be timed against whichever
+# implementation runs next on the same two cores.
+SETTLE = 0.15
+
+
+def _time_interleaved(fns, repeat, settle=SETTLE):
     """Times (s) of each callable, timed in turn: a, b, c, a, b, c, ...
-    The collector is off while timing (results are freed by reference
-    counting as each call returns)."""
+    Every call starts ``settle`` seconds after the previous one ended.  The
+    collector is off while timing (results are freed by reference counting
+    as each call returns)."""
     times = [[] for _ in fns]
     for f in fns:                      # warm-up
         f()
@@ -770,6 +777,8 @@ def _time_interleaved(fns, repeat):
     try:
         for _ in range(repeat):
             for i, f in enumerate(fns):
+                if settle:
+                    time.sleep(settle)
                 t0 = time.perf_counter()
                 f()
                 times[i].append(time.perf_counter() - t0)
@@ -914,7 +923,7 @@ def _run_case(case, threads, repeat, quick, memory):
             if row['status'] == 'ok':
                 row.update(status='skipped', note='not timed: ndconv failed')
         return rows
-    times = _time_interleaved([f for _, f in fns], repeat)
+    times = _time_interleaved([f for _, f in fns], repeat, 0 if quick else SETTLE)
     for (row, _), t in zip(fns, times):
         ms = statistics.median(t) * 1e3
         row.update(ms=ms, times=[s * 1e3 for s in t],
@@ -1077,9 +1086,9 @@ def format_header(info, quick=False, repeat=7):
     lines = ['ndconv benchmark suite%s' % (' (--quick: tiny sizes, timings meaningless)'
                                            if quick else '')]
     lines.append('threads: %d (ndconv, torch, BLAS%s; scipy.ndimage is single-threaded); '
-                 'median of %d interleaved calls after a warm-up'
+                 'median of %d interleaved calls after a warm-up, each %.2f s after the last'
                  % (info['threads'], '' if info.get('blas_threads') else ' not limited: '
-                    'threadpoolctl missing', repeat))
+                    'threadpoolctl missing', repeat, 0 if quick else SETTLE))
     lines.append('machine: %s, %s cores, %s' % (info['cpu'], info['cores'], info['platform']))
     lines.append('versions: python %s, numpy %s, scipy %s, torch %s'
                  % (info['python'], info['numpy'], info['scipy'] or '-',
