@@ -815,6 +815,28 @@ def test_runs_across_volumes(isa, monkeypatch, sp, k, s, dtype, cells):
         check(unpooling_nd(f, k, cover_all=False), ref.unpool(f, kk, ss, pads, out))
 
 
+def test_threads_bitwise_equal_new_paths(stores, monkeypatch, restore_threads):
+    """1 and 2 threads, through streaming stores, aligned results, work
+    items split mid-volume and runs through volumes."""
+    from ndconv import pooling
+    monkeypatch.setattr(pooling, '_ITEM_CELLS', 700)
+    rng = gen('threads-new', stores)
+    x3 = _awkward(rng, (2, 3, 16, 12, 32), np.float32)
+    x2 = _awkward(rng, (3, 4, 12, 64), np.float64)
+    x1 = _awkward(rng, (4, 5, 96), np.float32)
+    calls = [lambda x: max_pooling_nd(x, 2, return_indices=True),
+             lambda x: max_pooling_nd(x, 3, 2, 1, return_indices=True),
+             lambda x: average_pooling_nd(x, 2),
+             lambda x: unpooling_nd(_finite(x), 2, cover_all=False)]
+    results = []
+    for t in (1, 2):
+        ndconv.set_num_threads(t)
+        results.append([r for x in (x3, x2, x1) for c in calls for r in _as_list(c(x))]
+                       + _as_list(max_unpooling_nd(*max_pooling_nd(x3, 2, return_indices=True), 2)))
+    for a, b in zip(*results):
+        assert a.tobytes() == b.tobytes()
+
+
 # ----------------------------------------------------------------------------
 # The results allocator (ext/ndconv_pool.h): big results on 2 MiB-aligned
 # mappings, a freed one kept for the next result of its size.
