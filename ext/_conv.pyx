@@ -31,8 +31,7 @@ cdef extern from "stdlib.h" nogil:
     void* aligned_alloc(size_t alignment, size_t size)
 from libc.string cimport memset
 
-from _util cimport (MAXD, MODE_CONSTANT, floordiv, ceildiv, map_index,
-                    omp_get_max_threads)
+from _util cimport MAXD, MODE_CONSTANT, floordiv, ceildiv, map_index
 
 cdef extern from "ndconv_mk.h" nogil:
     void ndconv_mk_f32(int mr, Py_ssize_t K, const float* A, Py_ssize_t lda,
@@ -984,12 +983,7 @@ def conv_grad_w_implicit(const floating[::1] x, const floating[::1] gy, floating
     cdef const floating* xp = &x[0]
     cdef const floating* gyp = &gy[0]
     cdef floating* pp = &parts[0]
-    Lt.nslot = lastinfo[0]
-    Lt.m_min = lastinfo[1]
-    Lt.span = lastinfo[2]
-    Lt.rho = &lastinfo[3]
-    Lt.slot = &lastinfo[3 + Lt.nslot]
-    Lt.shift = &lastinfo[3 + Lt.nslot + nl]
+    Lt = _last(&lastinfo[0], nl)
     if nitems == 0 or kw == 0:
         return True
     block_rows_in(&G, 0, rows, &omin, &nin)

@@ -81,7 +81,6 @@ def _phases(in_shape, out_shape, ksize, stride, dilate, input_dilate, pad_lo, mo
     """The phases of the N-D correlation that have taps on every axis, each
     with its packed geometry vector; and whether some output cells belong to
     no such phase (they then hold only the bias)."""
-    n = len(in_shape)
     per_axis = [_axis_phases(*args, mode, keep[a] if keep else None) for a, args in
                 enumerate(zip(in_shape, out_shape, ksize, stride, dilate, input_dilate,
                               pad_lo))]
@@ -168,7 +167,7 @@ def _as_2d(geo, taps, count):
     return geo2, ([0],) + tuple(taps), (1,) + tuple(count)
 
 
-def _blocking(geo, n, taps, count, cig, tv, itemsize, planes):
+def _blocking(geo, n, taps, count, cig, tv, itemsize):
     """Packed-row layout, channel chunk, row segment and the longest row
     block along axis n - 2 that keeps the packs within _PACK_BYTES; all
     from the shapes alone."""
@@ -197,7 +196,7 @@ def _implicit_plan(geo, n, taps, count, N, C_in, groups, tv, itemsize, nthreads)
         n = 2
     planes = N * groups * math.prod(count[:-2])
     info, cchunk, qseg, rows = _blocking(geo, n, taps, count, C_in // groups, tv,
-                                         itemsize, planes)
+                                         itemsize)
     while rows > 1 and planes * (-(-count[-2] // rows)) < 4 * nthreads:
         rows = (rows + 1) // 2
     return geo, info, cchunk, qseg, rows, n
@@ -213,7 +212,7 @@ def _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out, groups, tv,
         n = 2
     planes = N * groups * math.prod(count[:-2])
     cig = C_in // groups
-    info, cchunk, qseg, rows = _blocking(geo, n, taps, count, cig, tv, itemsize, planes)
+    info, cchunk, qseg, rows = _blocking(geo, n, taps, count, cig, tv, itemsize)
     while rows > 1 and planes * (-(-count[-2] // rows)) < 16:
         rows = (rows + 1) // 2
     nitems = planes * (-(-count[-2] // rows))
@@ -312,7 +311,7 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups)
     N, C_in = x.shape[:2]
     C_out = gy.shape[1]
     n = x.ndim - 2
-    cig, cog = C_in // groups, C_out // groups
+    cig = C_in // groups
     gW = np.zeros((C_out, cig) + tuple(ksize), gy.dtype)
     if x.size == 0 or gy.size == 0 or gW.size == 0:
         return gW
