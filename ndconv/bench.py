@@ -21,7 +21,14 @@ implementations are timed interleaved (ndconv, peer 1, peer 2, ndconv, ...)
 * the ratio of the time to the fastest agreeing peer's time (below 1: faster
   than every peer), and the geometric mean of ndconv's ratios;
 * optionally (``memory=``) the peak extra memory of one call, measured in a
-  fresh subprocess after the inputs are allocated.
+  fresh subprocess after the inputs are allocated;
+* with more than one thread, ndconv's speed-up: ndconv is also timed at 1
+  thread, as one more function of the same interleaved loop (not a peer);
+* with `machine`'s facts, the percent of this machine's limit: the rate over
+  the NumPy float32 GEMM GFLOP/s (convolutions) or copy GB/s (pooling), both
+  timed in the same run the way the calls are;
+* after the table, which cases miss the performance targets
+  (`format_targets`).
 
 Nothing heavy is imported with this module: PyTorch and SciPy are imported
 inside the peers that use them, and a peer that cannot be imported is
@@ -45,7 +52,8 @@ import zlib
 import numpy as np
 
 __all__ = ['CASES', 'case_names', 'run', 'machine', 'format_header',
-           'format_table', 'geomean_ratio', 'main']
+           'format_table', 'format_targets', 'limit_fraction', 'geomean_ratio',
+           'main']
 
 _MIB = float(1 << 20)
 
@@ -428,6 +436,8 @@ def _torch_avg_pool(x, k):
 #   work, unit: flop count (2 * MACs) and 'GFLOP/s', or bytes and 'GB/s'
 #   tol: relative tolerance; shape: a short description of the sizes
 #   tols: optional {impl: tolerance} overrides (FFT peers)
+#   channels: (input channels, output channels) of a convolution case: with
+#     both >= 16 it is GEMM-shaped (held to a fraction of the GEMM rate)
 
 class Case:
     def __init__(self, name, title, kind, build, dtype=np.float32, needs=None):
@@ -469,7 +479,7 @@ def _conv_case(full, small, stride, pad, one_channel_peers=False):
         impls.append(('numpy', lambda: (lambda: np_correlate(x, W, st, pads))))
         macs = _conv_macs(shape_x[0], cin, cout, shape_x[2:], ks, out_sp, st, (pad,) * n)
         return dict(impls=impls, work=2 * macs, unit='GFLOP/s',
-                    tol=_tolerance(dtype, K), tols=tols,
+                    tol=_tolerance(dtype, K), tols=tols, channels=(cin, cout),
                     shape='%s * %s -> %s' % (_fmt(shape_x), _fmt((cout, cin) + ks),
                                              _fmt((shape_x[0], cout) + out_sp)))
     return build
@@ -494,6 +504,7 @@ def _build_conv4d(name, quick, dtype):
              ('torch', lambda: _torch_conv4d(x, W, pad)),
              ('numpy', lambda: (lambda: np_correlate(x, W, (1,) * 4, ((pad, pad),) * 4)))]
     return dict(impls=impls, work=2 * macs, unit='GFLOP/s', tol=_tolerance(dtype, K),
+                channels=(cin, cout),
                 shape='%s * %s -> %s' % (_fmt(shape_x), _fmt(W.shape),
                                          _fmt((shape_x[0], cout) + out_sp)))
 
@@ -516,6 +527,7 @@ def _build_deconv(full, small):
                  ('torch', lambda: _torch_deconv(x, W, st, (pad,) * n)),
                  ('numpy', lambda: (lambda: np_deconvolve(x, W, st, ((pad, pad),) * n)))]
         return dict(impls=impls, work=2 * macs, unit='GFLOP/s', tol=_tolerance(dtype, K),
+                    channels=(cin, cout),
                     shape='%s * %s -> %s' % (_fmt(shape_x), _fmt(W.shape),
                                              _fmt((shape_x[0], cout) + out_sp)))
     return build
@@ -544,6 +556,7 @@ def _build_grad_w(name, quick, dtype):
              ('torch', lambda: _torch_grad_w(x, gy, (cout, cin) + ks, (1,) * n, (pad,) * n)),
              ('numpy', lambda: (lambda: np_grad_w(x, gy, ks, (1,) * n, ((pad, pad),) * n)))]
     return dict(impls=impls, work=2 * macs, unit='GFLOP/s', tol=_tolerance(dtype, K),
+                channels=(cin, cout),
                 shape='x %s, gy %s -> %s' % (_fmt(shape_x), _fmt(gy.shape),
                                              _fmt((cout, cin) + ks)))
 
@@ -565,7 +578,7 @@ def _build_reshape(name, quick, dtype):
              ('torch', lambda: _torch_conv(x, W, st, (1, 2), idl)),
              ('numpy', lambda: (lambda: np_correlate(x, W, st, pads, idl)))]
     return dict(impls=impls, work=2 * macs, unit='GFLOP/s',
-                tol=_tolerance(dtype, shape_x[1] * 16),
+                tol=_tolerance(dtype, shape_x[1] * 16), channels=(shape_x[1], c),
                 shape='%s * %s -> %s' % (_fmt(shape_x), _fmt(W.shape),
                                          _fmt((shape_x[0], c) + out_sp)))
 
@@ -747,6 +760,22 @@ def _torch_threads(n):
         torch.set_num_threads(n)
 
 
+def _at_one_thread(fn):
+    """``fn`` run with ndconv at 1 thread (for the speed-up); ndconv's thread
+    count is restored when the call returns, so the other timed calls keep
+    the run's count."""
+    nd = _pkg()
+
+    def f():
+        saved = nd.get_num_threads()
+        nd.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            nd.set_num_threads(saved)
+    return f
+
+
 def _impl_threads(name, n):
     if name == 'scipy.ndimage':
         return 1
@@ -872,12 +901,14 @@ def _row(case, spec, impl, **kw):
                dtype=case.dtype.name, shape=spec.get('shape', '') if spec else '',
                impl=impl, status='ok', note='', ms=None, times=None, rate=None,
                unit=spec['unit'] if spec else ('GFLOP/s' if case.kind == 'conv' else 'GB/s'),
-               ratio=None, mem_mib=None, threads=None, max_err=None, tol=None)
+               ratio=None, mem_mib=None, threads=None, max_err=None, tol=None,
+               ms_1thread=None, times_1thread=None, speedup=None,
+               channels=spec.get('channels') if spec else None, out_mib=None)
     row.update(kw)
     return row
 
 
-def _run_case(case, threads, repeat, quick, memory):
+def _run_case(case, threads, repeat, quick, memory, speedup=True):
     nd = _pkg()
     if case.needs and not callable(getattr(nd, case.needs, None)):
         return [_row(case, None, 'ndconv', status='skipped',
@@ -909,6 +940,8 @@ def _run_case(case, threads, repeat, quick, memory):
             continue
         if impl == 'ndconv':
             ref = out
+            row['out_mib'] = sum(a.nbytes for a in
+                                 (out if isinstance(out, tuple) else (out,))) / _MIB
         else:
             ok, err, msg = _compare(ref, out, tol)
             row['max_err'] = err
@@ -923,12 +956,20 @@ def _run_case(case, threads, repeat, quick, memory):
             if row['status'] == 'ok':
                 row.update(status='skipped', note='not timed: ndconv failed')
         return rows
-    times = _time_interleaved([f for _, f in fns], repeat, 0 if quick else SETTLE)
+    # ndconv at 1 thread is one more timed function of the same loop (last);
+    # it gives the speed-up only, not a row of its own nor a ratio.
+    one = [_at_one_thread(fns[0][1])] if speedup and threads > 1 else []
+    times = _time_interleaved([f for _, f in fns] + one, repeat, 0 if quick else SETTLE)
     for (row, _), t in zip(fns, times):
         ms = statistics.median(t) * 1e3
         row.update(ms=ms, times=[s * 1e3 for s in t],
                    rate=spec['work'] / (ms * 1e-3) / 1e9)
-    del fns
+    if one:
+        row, t = fns[0][0], times[-1]
+        ms1 = statistics.median(t) * 1e3
+        row.update(ms_1thread=ms1, times_1thread=[s * 1e3 for s in t],
+                   speedup=ms1 / row['ms'])
+    del fns, one
     peers = [r['ms'] for r in rows if r['impl'] != 'ndconv' and r['ms'] is not None]
     if peers:
         best = min(peers)
@@ -948,7 +989,8 @@ def _run_case(case, threads, repeat, quick, memory):
     return rows
 
 
-def run(cases=None, threads=2, repeat=7, quick=False, progress=None, memory=None):
+def run(cases=None, threads=2, repeat=7, quick=False, progress=None, memory=None,
+        speedup=True):
     """Run the suite; return one dict per (case, implementation).
 
     Parameters
@@ -970,6 +1012,9 @@ def run(cases=None, threads=2, repeat=7, quick=False, progress=None, memory=None
     memory : None, 'ndconv' or 'all'
         Measure the peak extra memory of one call in a fresh subprocess
         (slow), for ndconv or for every implementation.
+    speedup : bool
+        With ``threads > 1``, also time ndconv at 1 thread in the same
+        interleaved loop (ndconv's row gets ``ms_1thread`` and ``speedup``).
 
     Returns
     -------
@@ -979,7 +1024,11 @@ def run(cases=None, threads=2, repeat=7, quick=False, progress=None, memory=None
         'error'), ``note``, ``ms`` (median), ``times`` (every timed call, ms),
         ``rate`` and ``unit`` ('GFLOP/s' or 'GB/s'), ``ratio`` (time over the
         fastest agreeing peer's), ``mem_mib``, ``threads``, ``max_err`` (max
-        error relative to max |ndconv|) and ``tol``.
+        error relative to max |ndconv|) and ``tol``; ``ms_1thread``,
+        ``times_1thread`` and ``speedup`` (1-thread median over the
+        ``threads`` median: ndconv's row only, None when not measured);
+        ``channels`` ((in, out) of a convolution case) and ``out_mib`` (size
+        of ndconv's outputs, ndconv's row).
     """
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 5:
         raise ValueError('repeat must be an int >= 5, got %r' % (repeat,))
@@ -997,7 +1046,7 @@ def run(cases=None, threads=2, repeat=7, quick=False, progress=None, memory=None
                 progress(i, len(selected), case.name)
             if not quick:               # free the last case's arrays held in cycles
                 gc.collect()
-            rows.extend(_run_case(case, threads, repeat, quick, memory))
+            rows.extend(_run_case(case, threads, repeat, quick, memory, speedup))
         if progress is not None:
             progress(len(selected), len(selected), None)
     return rows
@@ -1015,19 +1064,17 @@ def geomean_ratio(rows):
 # ----------------------------------------------------------------------------
 # This machine's limits and the header.
 
-def _median_seconds(fn, repeat):
-    fn()
-    t = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - t0)
-    return statistics.median(t)
+def _median_seconds(fn, repeat, settle):
+    """Median time (s) of ``fn``, timed as the cases' calls are: a warm-up,
+    then ``repeat`` calls, each ``settle`` seconds after the last."""
+    return statistics.median(_time_interleaved([fn], repeat, settle)[0])
 
 
 def machine(threads=2, quick=False, repeat=7):
     """Header facts: versions, ndconv's configuration and build flags, and this
-    machine's NumPy float32 GEMM GFLOP/s and copy GB/s with ``threads``."""
+    machine's NumPy float32 GEMM GFLOP/s and copy GB/s with ``threads``,
+    each the median of ``repeat`` calls timed as the cases' calls are (each
+    `SETTLE` seconds after the last; no pause with ``quick``)."""
     nd = _pkg()
     info = {'threads': threads, 'python': platform.python_version(),
             'numpy': np.__version__, 'platform': platform.platform()}
@@ -1064,19 +1111,22 @@ def machine(threads=2, quick=False, repeat=7):
             info['compile_args'] = None
             info['debug_build'] = None
         info['blas_threads'] = _STATE.get('blas')
+        settle = 0 if quick else SETTLE
+        info['settle'] = settle
+        info['limit_repeat'] = repeat
         m = 256 if quick else 2048
         rng = np.random.default_rng(0)
         a = rng.standard_normal((m, m), dtype=np.float32)
         b = rng.standard_normal((m, m), dtype=np.float32)
         c = np.empty((m, m), np.float32)
-        t = _median_seconds(lambda: np.dot(a, b, out=c), repeat)
+        t = _median_seconds(lambda: np.dot(a, b, out=c), repeat, settle)
         info['gemm_n'] = m
         info['gemm_gflops'] = 2.0 * m ** 3 / t / 1e9
         del a, b, c
         count = (1 << 20) if quick else (32 << 20)          # 4 MiB or 128 MiB
         src = np.ones(count, np.float32)
         dst = np.zeros(count, np.float32)
-        t = _median_seconds(lambda: np.copyto(dst, src), repeat)
+        t = _median_seconds(lambda: np.copyto(dst, src), repeat, settle)
         info['copy_mib'] = src.nbytes / _MIB
         info['copy_gbs'] = 2.0 * src.nbytes / t / 1e9
     return info
@@ -1100,11 +1150,19 @@ def format_header(info, quick=False, repeat=7):
                                               if info.get('debug_build') else ''))
     else:
         lines.append('compile flags: unknown (no ndconv._build_info)')
-    lines.append('limits: NumPy float32 GEMM %.1f GFLOP/s (%d^3, median); NumPy copy '
-                 '%.1f GB/s (np.copyto of %.0f MiB, bytes read + written)'
-                 % (info['gemm_gflops'], info['gemm_n'], info['copy_gbs'], info['copy_mib']))
+    settle = info.get('settle')
+    lines.append('limits: NumPy float32 GEMM %.1f GFLOP/s (%d^3); NumPy copy %.1f GB/s '
+                 '(np.copyto of %.0f MiB, bytes read + written); %s'
+                 % (info['gemm_gflops'], info['gemm_n'], info['copy_gbs'], info['copy_mib'],
+                    'timed like the calls: median of %d after a warm-up, each %.2f s '
+                    'after the last' % (info.get('limit_repeat', repeat), settle)
+                    if settle is not None else 'median'))
     lines.append('GFLOP/s = 2 * real multiply-adds / time (no padding, no inserted zeros); '
                  'GB/s = (bytes read + written) / time; ratio = time / fastest peer\'s time')
+    lines.append('%% limit = rate / the GEMM GFLOP/s above (convolutions, float64 too) or '
+                 '/ the copy GB/s (pooling); speed-up = ndconv\'s 1-thread median / its '
+                 '%d-thread median, 1 thread timed in the same interleaved loop'
+                 % info['threads'])
     return '\n'.join(lines)
 
 
@@ -1112,10 +1170,22 @@ def _num(v, fmt):
     return '-' if v is None else fmt % v
 
 
-def format_table(rows):
-    """A plain aligned table of `run`'s rows, its notes, and the geometric mean."""
-    head = ('case', 'dtype', 'implementation', 'thr', 'median ms', 'rate', 'unit',
-            'ratio', 'peak MiB', 'max err', 'status')
+def limit_fraction(row, info):
+    """A row's rate over this machine's limit in ``info`` (`machine`): the GEMM
+    GFLOP/s for a convolution, the copy GB/s for pooling.  None when the
+    row was not timed or the limit is unknown."""
+    if not info or row.get('rate') is None:
+        return None
+    limit = info.get('gemm_gflops') if row['unit'] == 'GFLOP/s' else info.get('copy_gbs')
+    return row['rate'] / limit if limit else None
+
+
+def format_table(rows, info=None):
+    """A plain aligned table of `run`'s rows, its notes, the geometric mean
+    and the targets (`format_targets`).  ``info`` (`machine`'s facts) gives
+    the ``% limit`` column; without it the column shows '-'."""
+    head = ('case', 'dtype', 'implementation', 'thr', 'median ms', '1-thr ms', 'speed-up',
+            'rate', 'unit', '% limit', 'ratio', 'peak MiB', 'max err', 'status')
     body = []
     notes = []
     last = None
@@ -1126,15 +1196,20 @@ def format_table(rows):
         if r['note']:
             notes.append('%s / %s: %s' % (r['case'], r['impl'], r['note']))
             status += ' [%d]' % len(notes)
+        own = r['impl'] == 'ndconv'           # the 1-thread columns are ndconv's
+        frac = limit_fraction(r, info)
         body.append((name, r['dtype'] if name else '', r['impl'],
                      _num(r['threads'] if r['ms'] is not None else None, '%d'),
                      _num(r['ms'], '%.3f'),
+                     _num(r.get('ms_1thread'), '%.3f') if own else '',
+                     _num(r.get('speedup'), '%.2f') if own else '',
                      _num(r['rate'], '%.2f'), r['unit'] if r['rate'] is not None else '',
+                     _num(None if frac is None else 100 * frac, '%.1f'),
                      _num(r['ratio'], '%.2f'), _num(r['mem_mib'], '%.1f'),
                      'ref' if r['impl'] == 'ndconv' and r['status'] == 'ok'
                      else _num(r['max_err'], '%.1e'), status))
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    right = {3, 4, 5, 7, 8, 9}
+    right = {3, 4, 5, 6, 7, 9, 10, 11, 12}
 
     def line(cells):
         return '  '.join(str(c).rjust(w) if i in right else str(c).ljust(w)
@@ -1164,6 +1239,91 @@ def format_table(rows):
     out.append('')
     out.append('geometric mean of ndconv / fastest peer (time ratio, %d cases): %s'
                % (n, _num(g, '%.3f')))
+    out.append('')
+    out.append(format_targets(rows, info))
+    return '\n'.join(out)
+
+
+# The performance targets, checked by `format_targets`.
+TARGET_GEMM = 0.75          # GEMM-shaped convolutions: >= 75 % of the GEMM GFLOP/s
+GEMM_CHANNELS = 16          # GEMM-shaped: >= 16 input and >= 16 output channels
+TARGET_COPY = 0.60          # pooling: >= 60 % of the copy GB/s
+TARGET_MEM_SLACK_MIB = 16   # peak extra memory <= output size + 16 MiB
+TARGET_SPEEDUP = 1.8        # n threads >= 1.8 times faster than 1 ...
+TARGET_SPEEDUP_MS = 10.0    # ... on every case whose n-thread median is over 10 ms
+TARGET_RATIO = 1.0          # every case at most as slow as the fastest peer
+TARGET_GEOMEAN = 0.6        # and the geometric mean of the ratios <= 0.6
+
+
+def _gemm_shaped(row):
+    ch = row.get('channels')
+    return row['kind'] == 'conv' and ch is not None and min(ch) >= GEMM_CHANNELS
+
+
+def format_targets(rows, info=None):
+    """One line per target: which cases (ndconv's rows) miss it in this run,
+    with the number that misses.  The memory target is checked only when
+    memory was measured; the limits only with ``info`` (`machine`)."""
+    nd = [r for r in rows if r['impl'] == 'ndconv']
+    timed = [r for r in nd if r['ms'] is not None]
+    out = ['targets (this run\'s numbers, ndconv\'s rows):']
+
+    def check(label, applies, ok, show, none='no case applies'):
+        cases = [r for r in timed if applies(r)]
+        if not cases:
+            text = none
+        else:
+            missed = [r for r in cases if not ok(r)]
+            if missed:
+                text = 'missed by %s [%d of %d cases]' % (
+                    ', '.join('%s (%s)' % (r['case'], show(r)) for r in missed),
+                    len(missed), len(cases))
+            else:
+                text = 'met by all %d cases' % len(cases)
+        out.append('  %s: %s' % (label, text))
+
+    def pct(r):
+        return '%.1f%%' % (100 * limit_fraction(r, info))
+
+    if info and info.get('gemm_gflops'):
+        check('conv with >= %d in and out channels at >= %.0f%% of GEMM (%.1f GFLOP/s)'
+              % (GEMM_CHANNELS, 100 * TARGET_GEMM, info['gemm_gflops']),
+              _gemm_shaped, lambda r: limit_fraction(r, info) >= TARGET_GEMM, pct)
+    else:
+        out.append('  conv at >= %.0f%% of GEMM: no machine limits given'
+                   % (100 * TARGET_GEMM))
+    if info and info.get('copy_gbs'):
+        check('pooling at >= %.0f%% of copy (%.1f GB/s)' % (100 * TARGET_COPY,
+                                                           info['copy_gbs']),
+              lambda r: r['kind'] == 'pool',
+              lambda r: limit_fraction(r, info) >= TARGET_COPY, pct)
+    else:
+        out.append('  pooling at >= %.0f%% of copy: no machine limits given'
+                   % (100 * TARGET_COPY))
+    if any(r.get('mem_mib') is not None for r in nd):
+        check('peak extra memory <= output + %d MiB' % TARGET_MEM_SLACK_MIB,
+              lambda r: r.get('mem_mib') is not None and r.get('out_mib') is not None,
+              lambda r: r['mem_mib'] <= r['out_mib'] + TARGET_MEM_SLACK_MIB,
+              lambda r: '%.1f MiB, output %.1f MiB' % (r['mem_mib'], r['out_mib']))
+    n = max([r['threads'] for r in timed if r.get('threads')] or [0])
+    label = '%s threads >= %.1fx faster than 1, cases over %g ms' % (
+        n or 'n', TARGET_SPEEDUP, TARGET_SPEEDUP_MS)
+    if not any(r.get('speedup') is not None for r in timed):
+        out.append('  %s: not measured (a 1-thread run, or --no-speedup)' % label)
+    else:
+        check(label, lambda r: r.get('speedup') is not None and r['ms'] > TARGET_SPEEDUP_MS,
+              lambda r: r['speedup'] >= TARGET_SPEEDUP, lambda r: '%.2fx' % r['speedup'],
+              none='no case over %g ms' % TARGET_SPEEDUP_MS)
+    check('ratio <= %g' % TARGET_RATIO, lambda r: r['ratio'] is not None,
+          lambda r: r['ratio'] <= TARGET_RATIO, lambda r: '%.2f' % r['ratio'],
+          none='no case with a timed peer')
+    g = geomean_ratio(rows)
+    out.append('  geometric mean <= %g: %s' % (
+        TARGET_GEOMEAN, 'no case with a timed peer' if g is None else
+        '%s (%.3f)' % ('met' if g <= TARGET_GEOMEAN else 'missed', g)))
+    untimed = [r['case'] for r in nd if r['ms'] is None]
+    if untimed:
+        out.append('  not timed (in no target): %s' % ', '.join(untimed))
     return '\n'.join(out)
 
 
@@ -1189,6 +1349,8 @@ def _parser(prog=None):
                    choices=('ndconv', 'all'),
                    help='also measure the peak extra memory of one call in a '
                    'fresh subprocess (slow); "all" measures the peers too')
+    p.add_argument('--no-speedup', dest='speedup', action='store_false',
+                   help='do not also time ndconv at 1 thread (the speed-up column)')
     p.add_argument('--json', metavar='FILE', default=None,
                    help='also write the header facts and the rows as JSON')
     p.add_argument('--list', action='store_true', help='list the cases and exit')
@@ -1222,8 +1384,8 @@ def main(argv=None, prog=None):
     print()
     sys.stdout.flush()
     rows = run(args.cases, args.threads, args.repeat, args.quick,
-               progress=_stderr_progress, memory=args.memory)
-    print(format_table(rows))
+               progress=_stderr_progress, memory=args.memory, speedup=args.speedup)
+    print(format_table(rows, info))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'machine': info, 'rows': rows}, f, indent=1)

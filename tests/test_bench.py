@@ -6,6 +6,7 @@ not have yet) are skipped, and that the table prints.  Timings are not
 looked at.
 """
 
+import json
 import math
 import os
 import subprocess
@@ -66,7 +67,12 @@ def test_table_prints(quick_rows):
     for name in bench.case_names():
         assert name in text
     assert 'median ms' in text and 'ratio' in text
+    assert '1-thr ms' in text and 'speed-up' in text and '% limit' in text
     assert 'geometric mean of ndconv / fastest peer' in text
+    # the targets follow the geometric mean; a 1-thread run has no speed-up
+    assert text.index('targets') > text.index('geometric mean')
+    assert 'faster than 1, cases over 10 ms: not measured' in text
+    assert 'no machine limits given' in text               # no info passed
     g = bench.geomean_ratio(quick_rows)
     assert g is None or g > 0
 
@@ -144,3 +150,195 @@ def test_runner_script_with_memory():
     line = next(l for l in p.stdout.splitlines() if l.startswith('conv3d_32ch'))
     assert 'ndconv' in line and 'memory run failed' not in p.stdout
     assert 'geometric mean' in p.stdout
+
+
+# ----------------------------------------------------------------------------
+# The speed-up (ndconv at 1 thread in the same loop), the percent of the
+# machine's limits, and the targets summary.
+
+def _columns(text, case):
+    """The cells of the table line that starts with ``case`` (ndconv's row)."""
+    line = next(l for l in text.splitlines() if l.split()[:1] == [case])
+    return line.split()
+
+
+HEAD = ['case', 'dtype', 'implementation', 'thr', 'median ms', '1-thr ms', 'speed-up',
+        'rate', 'unit', '% limit', 'ratio', 'peak MiB', 'max err', 'status']
+
+
+def test_speedup_row_keys_and_columns():
+    rows = bench.run(cases='conv3d_32ch', quick=True, repeat=5, threads=2)
+    nd = rows[0]
+    assert nd['impl'] == 'ndconv' and nd['status'] == 'ok'
+    assert nd['ms_1thread'] > 0 and len(nd['times_1thread']) == 5
+    assert math.isclose(nd['speedup'], nd['ms_1thread'] / nd['ms'])
+    peers = [r for r in rows[1:] if r['ms'] is not None]
+    assert peers and all(r['ms_1thread'] is None and r['speedup'] is None for r in rows[1:])
+    # the 1-thread timing is not a peer: the ratios are over the real peers only
+    assert math.isclose(nd['ratio'], nd['ms'] / min(r['ms'] for r in peers))
+    assert len(rows) == len({r['impl'] for r in rows})
+    back = json.loads(json.dumps(rows))                   # kept in the JSON rows
+    assert back[0]['speedup'] == nd['speedup'] and 'ms_1thread' in back[0]
+    text = bench.format_table(rows)
+    cells = _columns(text, 'conv3d_32ch')
+    assert cells[HEAD.index('1-thr ms')] == '%.3f' % nd['ms_1thread']
+    assert cells[HEAD.index('speed-up')] == '%.2f' % nd['speedup']
+
+
+def test_no_speedup_and_one_thread_runs_skip_it():
+    for kw in (dict(threads=2, speedup=False), dict(threads=1)):
+        rows = bench.run(cases='conv3d_stride2', quick=True, repeat=5, **kw)
+        assert rows[0]['ms'] > 0
+        assert rows[0]['ms_1thread'] is None and rows[0]['speedup'] is None
+        cells = _columns(bench.format_table(rows), 'conv3d_stride2')
+        assert cells[HEAD.index('1-thr ms')] == '-' and cells[HEAD.index('speed-up')] == '-'
+
+
+def test_main_no_speedup_flag(capsys):
+    assert bench.main(['--quick', '--repeat', '5', '--cases', 'conv3d_stride2',
+                       '--no-speedup']) == 0
+    out = capsys.readouterr().out
+    assert '2 threads >= 1.8x faster than 1, cases over 10 ms: not measured' in out
+
+
+def test_one_thread_call_restores_the_thread_count(monkeypatch):
+    # ndconv's n-thread calls, the 1-thread calls and the peers' calls record
+    # the thread count ndconv is at: only the 1-thread calls may see 1.
+    seen = {'ndconv': [], 'numpy': []}
+    conv = ndconv.convolution_nd
+    ref = bench.np_correlate
+
+    def recording_conv(*a, **k):
+        seen['ndconv'].append(ndconv.get_num_threads())
+        return conv(*a, **k)
+
+    def recording_ref(*a, **k):
+        seen['numpy'].append(ndconv.get_num_threads())
+        return ref(*a, **k)
+    monkeypatch.setattr(ndconv, 'convolution_nd', recording_conv)
+    monkeypatch.setattr(bench, 'np_correlate', recording_ref)
+    before = ndconv.get_num_threads()
+    rows = bench.run(cases='conv3d_32ch', quick=True, repeat=5, threads=2)
+    assert ndconv.get_num_threads() == before
+    assert rows[0]['speedup'] is not None
+    # the check call, a warm-up and 5 timed calls at 2; a warm-up and 5 at 1
+    assert sorted(seen['ndconv']) == [1] * 6 + [2] * 7
+    assert seen['numpy'] == [2] * 7
+
+
+def test_one_thread_wrapper_restores_on_error():
+    before = ndconv.get_num_threads()
+    ndconv.set_num_threads(2)
+    try:
+        def boom():
+            assert ndconv.get_num_threads() == 1
+            raise RuntimeError('boom')
+        with pytest.raises(RuntimeError):
+            bench._at_one_thread(boom)()
+        assert ndconv.get_num_threads() == 2
+    finally:
+        ndconv.set_num_threads(before)
+
+
+def test_percent_of_limit_column():
+    info = bench.machine(2, quick=True, repeat=5)
+    rows = bench.run(cases='conv3d_32ch,avg_pool3d_k2', quick=True, repeat=5, threads=2)
+    text = bench.format_table(rows, info)
+    conv = next(r for r in rows if r['case'] == 'conv3d_32ch')
+    cells = _columns(text, 'conv3d_32ch')
+    assert cells[HEAD.index('% limit')] == '%.1f' % (100 * conv['rate'] / info['gemm_gflops'])
+    if rows[-1]['status'] != 'skipped':               # average_pooling_nd exists
+        pool = next(r for r in rows if r['case'] == 'avg_pool3d_k2')
+        cells = _columns(text, 'avg_pool3d_k2')
+        assert cells[HEAD.index('% limit')] == '%.1f' % (100 * pool['rate'] / info['copy_gbs'])
+    # without the machine's facts the column shows '-'
+    assert _columns(bench.format_table(rows), 'conv3d_32ch')[HEAD.index('% limit')] == '-'
+
+
+def test_limits_are_timed_like_the_calls(monkeypatch):
+    # machine() times the GEMM and the copy through the calls' own timer:
+    # each call SETTLE seconds after the last (0 with quick).
+    calls = []
+
+    def fake_timer(fns, repeat, settle=bench.SETTLE):
+        calls.append((len(fns), repeat, settle))
+        return [[0.010] * repeat for _ in fns]
+    monkeypatch.setattr(bench, '_time_interleaved', fake_timer)
+    info = bench.machine(2, quick=False, repeat=6)
+    assert calls == [(1, 6, bench.SETTLE), (1, 6, bench.SETTLE)]
+    assert math.isclose(info['gemm_gflops'], 2.0 * info['gemm_n'] ** 3 / 0.010 / 1e9)
+    header = bench.format_header(info, repeat=6)
+    assert 'timed like the calls: median of 6 after a warm-up, each 0.15 s after the last' \
+        in header
+    calls.clear()
+    bench.machine(2, quick=True, repeat=5)
+    assert calls == [(1, 5, 0), (1, 5, 0)]
+
+
+def test_gemm_shaped_cases_from_the_spec():
+    def channels(name, quick):
+        return next(c for c in bench.CASES if c.name == name).build(quick)['channels']
+    assert channels('conv3d_32ch', False) == (32, 32)
+    assert channels('grad_w_32ch', False) == (32, 32)
+    assert channels('deconv3d_32to16', False) == (32, 16)
+    assert channels('conv2d_alexnet', False) == (3, 96)
+    assert channels('conv3d_32ch', True) == (4, 4)
+
+
+def _fake(case, kind, impl='ndconv', ms=20.0, ratio=0.5, rate=1.0, channels=None,
+          speedup=None, mem=None, out=None):
+    return dict(case=case, title=case, kind=kind, dtype='float32', shape='', impl=impl,
+                status='ok', note='', ms=ms, times=None, rate=rate,
+                unit='GFLOP/s' if kind == 'conv' else 'GB/s', ratio=ratio,
+                mem_mib=mem, threads=2, max_err=None, tol=None,
+                ms_1thread=None if speedup is None else ms * speedup, times_1thread=None,
+                speedup=speedup, channels=channels, out_mib=out)
+
+
+def _targets(text):
+    lines = text.splitlines()
+    start = lines.index("targets (this run's numbers, ndconv's rows):")
+    return {l.split(':')[0].strip(): l.split(':', 1)[1].strip() for l in lines[start + 1:]}
+
+
+def test_targets_name_the_cases_that_miss():
+    info = {'gemm_gflops': 200.0, 'copy_gbs': 60.0}
+    rows = [_fake('grad_w_32ch', 'conv', ratio=1.59, rate=100.0, channels=(32, 32),
+                  ms=50.0, speedup=1.5, mem=100.0, out=20.0),
+            _fake('grad_w_32ch', 'conv', impl='torch', ratio=1.0, rate=159.0),
+            _fake('conv3d_1ch_k3', 'conv', ratio=0.5, rate=10.0, channels=(1, 1),
+                  ms=5.0, speedup=1.0, mem=5.0, out=8.0),
+            _fake('avg_pool3d_k2', 'pool', ratio=0.4, rate=50.0, ms=20.0, speedup=1.9,
+                  mem=1.0, out=1.0),
+            _fake('max_pool3d_k2', 'pool', ratio=0.3, rate=20.0, ms=20.0, speedup=2.0,
+                  mem=1.0, out=1.0),
+            _fake('max_unpool3d_k2', 'pool', ms=None, ratio=None, rate=None)]
+    text = bench.format_table(rows, info)
+    t = _targets(text)
+    assert t['ratio <= 1'] == 'missed by grad_w_32ch (1.59) [1 of 4 cases]'
+    assert t['conv with >= 16 in and out channels at >= 75% of GEMM (200.0 GFLOP/s)'] == \
+        'missed by grad_w_32ch (50.0%) [1 of 1 cases]'
+    assert t['pooling at >= 60% of copy (60.0 GB/s)'] == \
+        'missed by max_pool3d_k2 (33.3%) [1 of 2 cases]'
+    # conv3d_1ch_k3 (1.00x) is under 10 ms: not held to the speed-up
+    assert t['2 threads >= 1.8x faster than 1, cases over 10 ms'] == \
+        'missed by grad_w_32ch (1.50x) [1 of 3 cases]'
+    assert t['peak extra memory <= output + 16 MiB'] == \
+        'missed by grad_w_32ch (100.0 MiB, output 20.0 MiB) [1 of 4 cases]'
+    g = (1.59 * 0.5 * 0.4 * 0.3) ** 0.25
+    assert t['geometric mean <= 0.6'] == 'met (%.3f)' % g
+    assert t['not timed (in no target)'] == 'max_unpool3d_k2'
+
+    # everything met; without memory numbers there is no memory line
+    for r in rows:
+        r.update(ratio=0.5 if r['ratio'] else r['ratio'], mem_mib=None)
+        if r['ms'] is not None:
+            r.update(rate=1000.0, speedup=2.0)
+    t = _targets(bench.format_targets(rows, info))
+    assert t['ratio <= 1'] == 'met by all 4 cases'
+    assert t['geometric mean <= 0.6'] == 'met (0.500)'
+    assert not any(k.startswith('peak extra memory') for k in t)
+    assert all(v.startswith('met') for k, v in t.items() if not k.startswith('not timed'))
+    for r in rows:
+        r['ratio'] = 0.9 if r['ratio'] else r['ratio']
+    assert _targets(bench.format_targets(rows))['geometric mean <= 0.6'] == 'missed (0.900)'
