@@ -68,6 +68,11 @@ def current_isa():
     return ndconv_isa.decode()
 
 
+def kernel_shape():
+    """(MR, NR for float32, NR for float64) of the micro-kernels in use."""
+    return ndconv_mr, ndconv_nr_f32, ndconv_nr_f64
+
+
 select_isa('auto')
 
 
@@ -1024,4 +1029,177 @@ def conv_grad_w_implicit(const floating[::1] x, const floating[::1] gy, floating
         free(ybuf)
         free(gt)
     free(zrow)
+    return failed == 0
+
+
+cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
+                         const floating* gyg, floating* gpart, Py_ssize_t ldc,
+                         Py_ssize_t cig, Py_ssize_t cigp, Py_ssize_t cog, Py_ssize_t qseg,
+                         Py_ssize_t plane, Py_ssize_t jr0, Py_ssize_t jr1,
+                         floating* stage, floating* row, floating* ybuf,
+                         const floating** ptrs) noexcept nogil:
+    """Add the weight gradient of output rows [jr0, jr1) of one plane of one
+    (batch, group) block into gpart: cog rows ldc apart, columns (tap, cigp).
+
+    The roles of the forward micro-kernel are swapped: output cells are the
+    reduction, the channels of the output gradient are its MR rows, input
+    channels its NR columns.  Both operands are staged channels-last: ybuf
+    (cell, cog) and, for one tap combination of the outer axes at a time, the
+    input rows in stage (row, slot, cell, cig), so every tap of the last two
+    axes finds the NR channels of a cell contiguous.  Reads run up to
+    cigp - cig cells past a staged row (stage has that slack); the columns
+    past cig of each tap are garbage the caller drops."""
+    cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t tk[MAXD]
+    cdef Py_ssize_t last = G.n - 1, ax2 = G.n - 2
+    cdef Py_ssize_t L = G.count[last], st = G.step[last]
+    cdef Py_ssize_t nrow = jr1 - jr0
+    cdef Py_ssize_t nl = G.ntaps[last], n2 = G.ntaps[ax2]
+    cdef Py_ssize_t sl = G.in_step[last], Dl = G.in_shape[last], D2 = G.in_shape[ax2]
+    cdef const Py_ssize_t* off2 = G.tap_off + G.tap_base[ax2]
+    cdef Py_ssize_t s2 = G.in_step[ax2]
+    cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
+    cdef Py_ssize_t mrmax = ndconv_mr
+    cdef Py_ssize_t nblk = (cog + mrmax - 1) // mrmax
+    cdef Py_ssize_t i2min, nin, qs, lq, lr, K, r, q, co, c, a, ii, i2, sidx, m, o
+    cdef Py_ssize_t base, base2, too, t2, tl, tap, blk, mr, co0, ci0
+    cdef const floating* src
+    cdef floating* dst
+    cdef bint ok
+    block_rows_in(G, jr0, jr1, &i2min, &nin)
+    unravel(plane, G.count, ax2, j)
+    j[last] = 0
+    qs = 0
+    while qs < L:
+        lq = min(qseg, L - qs)
+        lr = lq + Lt.span
+        K = nrow * lq
+        for r in range(nrow):
+            j[ax2] = jr0 + r
+            o = out_offset(G, j) + qs * st
+            for co in range(cog):
+                src = gyg + co * G.out_vol + o
+                dst = ybuf + r * lq * cog + co
+                for q in range(lq):
+                    dst[q * cog] = src[q * st]
+        j[ax2] = jr0
+        for a in range(ax2):
+            tk[a] = 0
+        too = 0
+        while True:
+            ok = outer_base_n(G, j, tk, ax2, &base)
+            for ii in range(nin):
+                i2 = i2min + ii
+                if ok and not (i2 < 0 or i2 >= D2):
+                    base2 = base + i2 * G.in_stride[ax2]
+                elif ok and G.mode != MODE_CONSTANT:
+                    base2 = base + map_index(i2, D2, G.mode) * G.in_stride[ax2]
+                else:
+                    base2 = -1
+                for sidx in range(Lt.nslot):
+                    dst = stage + (ii * Lt.nslot + sidx) * lr * cig
+                    if base2 < 0:
+                        memset(dst, 0, lr * cig * sizeof(floating))
+                        continue
+                    for c in range(cig):
+                        copy_run(row, xg + c * G.in_vol + base2,
+                                 sl * (Lt.m_min + qs) + Lt.rho[sidx], sl, Dl, lr, G.mode)
+                        for m in range(lr):
+                            dst[m * cig + c] = row[m]
+            for t2 in range(n2):
+                for tl in range(nl):
+                    tap = (too * n2 + t2) * nl + tl
+                    for r in range(nrow):
+                        ii = off2[t2] + (jr0 + r) * s2 - i2min
+                        src = stage + ((ii * Lt.nslot + Lt.slot[tl]) * lr + Lt.shift[tl]) * cig
+                        for q in range(lq):
+                            ptrs[r * lq + q] = src + q * cig
+                    co0 = 0
+                    for blk in range(nblk):
+                        mr = (cog - co0 + nblk - blk - 1) // (nblk - blk)
+                        ci0 = 0
+                        while ci0 < cig:
+                            if floating is float:
+                                ndconv_mk_f32(<int>mr, K, ybuf + co0, cog, <const float**>ptrs,
+                                              ci0, gpart + co0 * ldc + tap * cigp + ci0, ldc,
+                                              0, NULL)
+                            else:
+                                ndconv_mk_f64(<int>mr, K, ybuf + co0, cog, <const double**>ptrs,
+                                              ci0, gpart + co0 * ldc + tap * cigp + ci0, ldc,
+                                              0, NULL)
+                            ci0 += nr
+                        co0 += mr
+            too += 1
+            if not next_taps_n(G, tk, ax2):
+                break
+        qs += lq
+
+
+def conv_grad_w_cl(const floating[::1] x, const floating[::1] gy, floating[::1] parts,
+                   const Py_ssize_t[::1] geo, const Py_ssize_t[::1] lastinfo,
+                   Py_ssize_t n, Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out,
+                   Py_ssize_t groups, int mode, Py_ssize_t qseg, Py_ssize_t rows,
+                   Py_ssize_t nparts, int nthreads):
+    """Weight gradient of one phase, channels-last (n >= 2; see gradw_block_cl).
+
+    Work items and their cut into ``nparts`` fixed runs are those of
+    conv_grad_w_implicit; ``parts`` is (nparts, C_out, tv * cigp), cigp =
+    C_in // groups rounded up to the micro-kernel's NR, and must arrive
+    zeroed.  The caller adds the parts in order and drops the padding
+    columns, so the sum does not depend on the thread count."""
+    cdef Geom G = _geom(geo, n, mode)
+    cdef Last Lt
+    cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
+    cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
+    cdef Py_ssize_t cigp = (cig + nr - 1) // nr * nr
+    cdef Py_ssize_t ldc = G.tv * cigp
+    cdef Py_ssize_t last = n - 1, ax2 = n - 2
+    cdef Py_ssize_t L = G.count[last], nl = G.ntaps[last]
+    cdef Py_ssize_t nplanes = G.psub // (L * G.count[ax2]) if L * G.count[ax2] > 0 else 0
+    cdef Py_ssize_t nblocks = (G.count[ax2] + rows - 1) // rows
+    cdef Py_ssize_t nitems = N * groups * nplanes * nblocks
+    cdef Py_ssize_t part, it, i0, i1, b, g, pl, jr0, lq, lr, nin, omin, stsize
+    cdef int failed = 0
+    cdef int* fail = &failed
+    cdef floating* stage
+    cdef floating* row
+    cdef floating* ybuf
+    cdef const floating** ptrs
+    cdef const floating* xp = &x[0]
+    cdef const floating* gyp = &gy[0]
+    cdef floating* pp = &parts[0]
+    Lt = _last(&lastinfo[0], nl)
+    if nitems == 0 or G.tv == 0:
+        return True
+    block_rows_in(&G, 0, rows, &omin, &nin)
+    lq = min(qseg, L)
+    lr = lq + Lt.span
+    stsize = nin * Lt.nslot * lr * cig + cigp
+    with nogil, parallel(num_threads=nthreads):
+        stage = <floating*>aligned_alloc(64, (stsize + 16) // 16 * 16 * sizeof(floating))
+        if stage != NULL:
+            memset(stage, 0, stsize * sizeof(floating))
+        row = <floating*>malloc(lr * sizeof(floating))
+        ybuf = <floating*>malloc(rows * lq * cog * sizeof(floating))
+        ptrs = <const floating**>malloc(rows * lq * sizeof(floating*))
+        if stage == NULL or row == NULL or ybuf == NULL or ptrs == NULL:
+            fail[0] = 1
+        else:
+            for part in prange(nparts, schedule='dynamic', chunksize=1):
+                i0 = part * nitems // nparts
+                i1 = (part + 1) * nitems // nparts
+                for it in range(i0, i1):
+                    b = it // (groups * nplanes * nblocks)
+                    g = (it // (nplanes * nblocks)) % groups
+                    pl = (it // nblocks) % nplanes
+                    jr0 = (it % nblocks) * rows
+                    gradw_block_cl(&G, &Lt, xp + (b * C_in + g * cig) * G.in_vol,
+                                   gyp + (b * C_out + g * cog) * G.out_vol,
+                                   pp + part * C_out * ldc + g * cog * ldc, ldc,
+                                   cig, cigp, cog, qseg, pl, jr0,
+                                   min(jr0 + rows, G.count[ax2]), stage, row, ybuf, ptrs)
+        free(stage)
+        free(row)
+        free(ybuf)
+        free(<void*>ptrs)
     return failed == 0

@@ -888,7 +888,59 @@ THREAD_CASES = {
     'grad_w_small': ('grad_w', (2, 2, 40, 40), (2, 2, 3, 3), dict(pad=1)),
     'grad_w_gemm': ('grad_w', (4, 6, 50, 50), (5, 6, 3, 3), dict(stride=2, dilate=2)),
     'grad_w_kchunk': ('grad_w', (1, 96, 18, 18), (3, 96, 11, 11), {}),
+    'grad_w_channels_last': ('grad_w', (2, 32, 30, 20), (8, 32, 3, 3), dict(pad=1)),
 }
+
+
+# The channels-last weight gradient (conv_grad_w_cl) takes over where the
+# input channels of a group fill most of the micro-kernel's NR columns; 24,
+# 25 and 32 channels do on every ISA and dtype.  (x, W, keywords)
+CL_GRAD_W_CASES = {
+    'plain_2d': ((2, 32, 9, 11), (8, 32, 3, 3), dict(pad=1)),
+    'ragged_3d': ((1, 25, 7, 6, 9), (5, 25, 3, 2, 3),
+                  dict(stride=(2, 1, 2), pad=((1, 0), (0, 1), (2, 1)), dilate=(1, 2, 1))),
+    'groups_1d': ((2, 48, 37), (8, 24, 4), dict(stride=3, pad=2, groups=2)),
+    'four_axes': ((1, 24, 4, 5, 3, 6), (4, 24, 2, 3, 2, 2), dict(pad=1)),
+    'input_dilate': ((1, 32, 6, 7), (7, 32, 3, 3), dict(input_dilate=(2, 3), pad=2)),
+    'cover_all': ((2, 24, 10, 9), (6, 24, 3, 4), dict(stride=(3, 2), cover_all=True)),
+}
+
+
+@pytest.mark.parametrize('isa', ['auto', 'avx2', 'generic'])
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('name', sorted(CL_GRAD_W_CASES))
+@pytest.mark.parametrize('small_blocks', [False, True])
+def test_grad_w_channels_last(name, dtype, isa, small_blocks, rng, close, monkeypatch):
+    """Against the loop reference, through every micro-kernel ISA; with the
+    blocking shrunk, rows are cut into segments and planes into row blocks."""
+    from ndconv import _conv, _engine
+    if _conv.select_isa(isa)[0] != isa and isa != 'auto':
+        _conv.select_isa('auto')
+        pytest.skip('this CPU has no %s' % isa)
+    calls = []
+    real = _conv.conv_grad_w_cl
+
+    def counting(*args):
+        calls.append(args[7:9])
+        return real(*args)
+    monkeypatch.setattr(_conv, 'conv_grad_w_cl', counting)
+    monkeypatch.setattr(_engine, 'METHOD', 'implicit')   # 'auto' is gemm on generic
+    if small_blocks:
+        monkeypatch.setattr(_engine, '_CL_STAGE_BYTES', 2048)
+        monkeypatch.setattr(_engine, '_CL_GY_BYTES', 1024)
+    try:
+        xs, Ws, kw = CL_GRAD_W_CASES[name]
+        x = _rand(rng, xs, dtype)
+        out = ndconv.convolution_nd(x, _rand(rng, Ws, dtype), **kw).shape
+        gy = _rand(rng, out, dtype)
+        got = ndconv.convolution_nd_grad_W(x, gy, Ws[2:], **kw)
+    finally:
+        _conv.select_isa('auto')
+    assert calls, 'the channels-last kernel did not run'
+    ref = R.conv_grad_w_ref(x, gy, Ws[2:], kw.get('stride', 1), kw.get('pad', 0),
+                            kw.get('cover_all', False), kw.get('dilate', 1),
+                            kw.get('groups', 1), kw.get('input_dilate', 1))
+    close(got, ref)
 
 
 def _thread_call(kind, x, W, kw):
