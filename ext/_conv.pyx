@@ -40,6 +40,9 @@ cdef extern from "ndconv_mk.h" nogil:
     void ndconv_mk_f64(int mr, Py_ssize_t K, const double* A, Py_ssize_t lda,
                        const double** ptrs, Py_ssize_t q0, double* C, Py_ssize_t ldc,
                        int init, const double* bias)
+    void ndconv_prefetch(const void* p, Py_ssize_t nbytes)
+    void ndconv_deint2_f32(float* d0, float* d1, const float* src, Py_ssize_t n)
+    void ndconv_deint2_f64(double* d0, double* d1, const double* src, Py_ssize_t n)
     void ndconv_rk_f32(Py_ssize_t nrow, Py_ssize_t lq, const float* Y, Py_ssize_t ldyr,
                        Py_ssize_t ldyi, const float** P, Py_ssize_t ldp, float* G)
     void ndconv_rk_f64(Py_ssize_t nrow, Py_ssize_t lq, const double* Y, Py_ssize_t ldyr,
@@ -271,6 +274,34 @@ cdef inline void copy_run(floating* dst, const floating* row, Py_ssize_t i0,
         else:
             for q in range(qhi - qlo):
                 dst[qlo + q] = src[q * s]
+
+
+cdef inline floating padded_cell(const floating* row, Py_ssize_t i, Py_ssize_t size,
+                                 int mode) noexcept nogil:
+    if 0 <= i < size:
+        return row[i]
+    i = map_index(i, size, mode)
+    return row[i] if i >= 0 else 0
+
+
+cdef inline void copy_run2(floating* d0, floating* d1, const floating* row,
+                           Py_ssize_t i0, Py_ssize_t size, Py_ssize_t run,
+                           int mode) noexcept nogil:
+    """copy_run of both residues of stride 2 in one pass: d0[q] = padded
+    row[i0 + 2q], d1[q] = padded row[i0 + 2q + 1] for q < run."""
+    cdef Py_ssize_t q, qlo, qhi
+    valid_range(i0, 2, size - 1, run, &qlo, &qhi)   # both cells inside
+    for q in range(qlo):
+        d0[q] = padded_cell(row, i0 + 2 * q, size, mode)
+        d1[q] = padded_cell(row, i0 + 2 * q + 1, size, mode)
+    if qhi > qlo:
+        if floating is float:
+            ndconv_deint2_f32(d0 + qlo, d1 + qlo, row + i0 + 2 * qlo, qhi - qlo)
+        else:
+            ndconv_deint2_f64(d0 + qlo, d1 + qlo, row + i0 + 2 * qlo, qhi - qlo)
+    for q in range(qhi, run):
+        d0[q] = padded_cell(row, i0 + 2 * q, size, mode)
+        d1[q] = padded_cell(row, i0 + 2 * q + 1, size, mode)
 
 
 cdef inline void axpy_run(floating* acc, floating wv, const floating* row,
@@ -625,7 +656,7 @@ cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
     cdef Py_ssize_t last = G.n - 1, ax2 = G.n - 2
     cdef Py_ssize_t noo = G.tv // (G.ntaps[last] * G.ntaps[ax2])
     cdef Py_ssize_t sl = G.in_step[last], Dl = G.in_shape[last], D2 = G.in_shape[ax2]
-    cdef Py_ssize_t c, a, too, ii, i2, sidx, base, base2
+    cdef Py_ssize_t c, a, too, ii, i2, sidx, base, base2, lo, hi
     cdef const floating* xc
     cdef floating* pr
     cdef floating* dst
@@ -637,6 +668,15 @@ cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
         too = 0
         while True:
             ok = outer_base_n(G, j, tk, ax2, &base)
+            if ok:          # the rows read below, if they lie together:
+                lo = max(i2min, 0)        # ask for them now in the first channel,
+                hi = min(i2min + nin, D2)     # and for the next channel's ahead
+                if hi > lo and G.in_stride[ax2] == Dl:
+                    if c == c0:
+                        ndconv_prefetch(xc + base + lo * Dl, (hi - lo) * Dl * sizeof(floating))
+                    if c + 1 < c1:
+                        ndconv_prefetch(xc + G.in_vol + base + lo * Dl,
+                                        (hi - lo) * Dl * sizeof(floating))
             for ii in range(nin):
                 i2 = i2min + ii
                 pr = pack + (((c - c0) * noo + too) * nin + ii) * Lt.nslot * ls
@@ -646,6 +686,9 @@ cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
                     base2 = base + map_index(i2, D2, G.mode) * G.in_stride[ax2]
                 else:
                     base2 = -1
+                if base2 >= 0 and Lt.nslot == 2 and sl == 2 and Lt.rho[0] == 0:
+                    copy_run2(pr, pr + ls, xc + base2, 2 * (Lt.m_min + qs), Dl, lr, G.mode)
+                    continue
                 for sidx in range(Lt.nslot):
                     dst = pr + sidx * ls
                     if base2 >= 0:
@@ -720,6 +763,9 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
     cdef floating* dst
     cdef floating* src
     cdef floating* accr
+    cdef Py_ssize_t rstep = G.in_step[ax2] * Lt.nslot * ls
+    cdef Py_ssize_t ldc
+    cdef bint direct
     nblk = (cog + mrmax - 1) // mrmax
     block_rows_in(G, jr0, jr1, &i2min, &nin)
     unravel(plane, G.count, G.n - 2, j)
@@ -728,13 +774,23 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
     qs = 0
     while qs < L:
         lq = min(qseg, L - qs)
+        # One channel chunk, unit output step and whole NR blocks: the
+        # micro-kernel writes the output itself, no accumulator.
+        direct = cchunk >= cig and st == 1 and lq % nr == 0
         c0 = 0
         while c0 < cig:
             c1 = min(c0 + cchunk, cig)
             pack_block(G, Lt, xg, c0, c1, j, i2min, nin, qs, lq + Lt.span, pack, ls)
+            # Row jr0 + r reads the packed rows of row jr0 moved by r * rstep.
+            row_ptrs(G, Lt, pack, ls, c1 - c0, nin, i2min, jr0, ptrs)
             for r in range(nrow):
-                row_ptrs(G, Lt, pack, ls, c1 - c0, nin, i2min, jr0 + r, ptrs)
-                accr = acc + r * cog * lp
+                if direct:      # the micro-kernel's NR columns end inside the row
+                    j[ax2] = jr0 + r
+                    accr = outg + out_offset(G, j) + qs
+                    ldc = G.out_vol
+                else:
+                    accr = acc + r * cog * lp
+                    ldc = lp
                 co0 = 0
                 for blk in range(nblk):
                     mr = (cog - co0 + nblk - blk - 1) // (nblk - blk)
@@ -743,16 +799,22 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
                         if floating is float:
                             ndconv_mk_f32(<int>mr, (c1 - c0) * G.tv,
                                           wtg + c0 * G.tv * cog + co0, cog,
-                                          <const float**>ptrs, q0, accr + co0 * lp + q0, lp,
+                                          <const float**>ptrs, q0 + r * rstep,
+                                          accr + co0 * ldc + q0, ldc,
                                           c0 == 0, bg + co0 if bg != NULL else NULL)
                         else:
                             ndconv_mk_f64(<int>mr, (c1 - c0) * G.tv,
                                           wtg + c0 * G.tv * cog + co0, cog,
-                                          <const double**>ptrs, q0, accr + co0 * lp + q0, lp,
+                                          <const double**>ptrs, q0 + r * rstep,
+                                          accr + co0 * ldc + q0, ldc,
                                           c0 == 0, bg + co0 if bg != NULL else NULL)
                         q0 += nr
                     co0 += mr
             c0 = c1
+        j[ax2] = jr0
+        if direct:
+            qs += lq
+            continue
         # write the segment of every row
         for r in range(nrow):
             j[ax2] = jr0 + r

@@ -18,6 +18,9 @@
 #define NDCONV_MK_H
 
 #include <stddef.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef void (*mk_f32_t)(int mr, Py_ssize_t K, const float *A, Py_ssize_t lda,
                          const float *const *ptrs, Py_ssize_t q0, float *C,
@@ -392,6 +395,48 @@ static const char *ndconv_mk_select(const char *name)
     }
 #endif
     return ndconv_isa;
+}
+
+/* De-interleave a stride-2 row: d0[m] = src[2m], d1[m] = src[2m + 1] for
+ * m < n, in one pass over src (the packing of stride-2 convolutions). */
+static inline void ndconv_deint2_f32(float *d0, float *d1, const float *src, Py_ssize_t n)
+{
+    Py_ssize_t m = 0;
+#if defined(__SSE2__)
+    for (; m + 4 <= n; m += 4) {
+        __m128 a = _mm_loadu_ps(src + 2 * m), b = _mm_loadu_ps(src + 2 * m + 4);
+        _mm_storeu_ps(d0 + m, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm_storeu_ps(d1 + m, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+#endif
+    for (; m < n; m++) {
+        d0[m] = src[2 * m];
+        d1[m] = src[2 * m + 1];
+    }
+}
+
+static inline void ndconv_deint2_f64(double *d0, double *d1, const double *src, Py_ssize_t n)
+{
+    Py_ssize_t m = 0;
+#if defined(__SSE2__)
+    for (; m + 2 <= n; m += 2) {
+        __m128d a = _mm_loadu_pd(src + 2 * m), b = _mm_loadu_pd(src + 2 * m + 2);
+        _mm_storeu_pd(d0 + m, _mm_unpacklo_pd(a, b));
+        _mm_storeu_pd(d1 + m, _mm_unpackhi_pd(a, b));
+    }
+#endif
+    for (; m < n; m++) {
+        d0[m] = src[2 * m];
+        d1[m] = src[2 * m + 1];
+    }
+}
+
+/* Ask for [p, p + bytes) to be brought into the cache, a line at a time. */
+static inline void ndconv_prefetch(const void *p, Py_ssize_t bytes)
+{
+    const char *c = (const char *)p;
+    for (Py_ssize_t i = 0; i < bytes; i += 64)
+        __builtin_prefetch(c + i, 0, 3);
 }
 
 #endif

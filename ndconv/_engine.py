@@ -8,6 +8,7 @@ correlations with ``input_dilate = stride`` and a flipped kernel, so they too
 never multiply inserted zeros.
 """
 
+import contextlib
 import itertools
 import math
 
@@ -286,6 +287,13 @@ def _grad_w_cl(xf, gyf, geo, n, count, N, C_in, C_out, groups, tv, dtype, nthrea
     return g.reshape(C_out, tv, cigp)[:, :, :cig].transpose(0, 2, 1).reshape(C_out, cig * tv)
 
 
+def _blas_hold(uses_blas):
+    """Hold BLAS to one thread only where a kernel calls it: changing
+    OpenBLAS's thread count wakes its workers, which then spin for a while on
+    the cores the kernels want."""
+    return blas_single_thread() if uses_blas else contextlib.nullcontext()
+
+
 def _use_direct(cig, cog, tv, kw, itemsize):
     if cog * cig <= 4 or cog <= 1:
         return True
@@ -320,7 +328,7 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
                             pad_lo, mode, _nonfinite_taps(Wc))
     if empty:
         res[...] = 0 if b is None else b.reshape((1, C_out) + (1,) * n)
-    with blas_single_thread():
+    with _blas_hold(method != 'implicit'):
         for taps, start, step, count, geo, contiguous in phases:
             tv = math.prod(len(t) for t in taps)
             kw = cig * tv
@@ -380,7 +388,7 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups)
     method = _method()
     phases, _ = _phases(x.shape[2:], gy.shape[2:], ksize, stride, dilate, input_dilate,
                         pad_lo, 0)
-    with blas_single_thread():
+    with _blas_hold(method == 'gemm'):
         for taps, start, step, count, geo, contiguous in phases:
             tv = math.prod(len(t) for t in taps)
             kw = cig * tv
