@@ -1116,13 +1116,14 @@ def machine(threads=2, quick=False, repeat=7):
         info['limit_repeat'] = repeat
         m = 256 if quick else 2048
         rng = np.random.default_rng(0)
-        a = rng.standard_normal((m, m), dtype=np.float32)
-        b = rng.standard_normal((m, m), dtype=np.float32)
-        c = np.empty((m, m), np.float32)
-        t = _median_seconds(lambda: np.dot(a, b, out=c), repeat, settle)
         info['gemm_n'] = m
-        info['gemm_gflops'] = 2.0 * m ** 3 / t / 1e9
-        del a, b, c
+        for dt, key in ((np.float32, 'gemm_gflops'), (np.float64, 'gemm64_gflops')):
+            a = rng.standard_normal((m, m)).astype(dt)
+            b = rng.standard_normal((m, m)).astype(dt)
+            c = np.empty((m, m), dt)
+            t = _median_seconds(lambda: np.dot(a, b, out=c), repeat, settle)
+            info[key] = 2.0 * m ** 3 / t / 1e9
+            del a, b, c
         count = (1 << 20) if quick else (32 << 20)          # 4 MiB or 128 MiB
         src = np.ones(count, np.float32)
         dst = np.zeros(count, np.float32)
@@ -1151,15 +1152,16 @@ def format_header(info, quick=False, repeat=7):
     else:
         lines.append('compile flags: unknown (no ndconv._build_info)')
     settle = info.get('settle')
-    lines.append('limits: NumPy float32 GEMM %.1f GFLOP/s (%d^3); NumPy copy %.1f GB/s '
-                 '(np.copyto of %.0f MiB, bytes read + written); %s'
-                 % (info['gemm_gflops'], info['gemm_n'], info['copy_gbs'], info['copy_mib'],
+    lines.append('limits: NumPy GEMM %.1f GFLOP/s float32, %s float64 (%d^3); NumPy copy '
+                 '%.1f GB/s (np.copyto of %.0f MiB, bytes read + written); %s'
+                 % (info['gemm_gflops'], _num(info.get('gemm64_gflops'), '%.1f'),
+                    info['gemm_n'], info['copy_gbs'], info['copy_mib'],
                     'timed like the calls: median of %d after a warm-up, each %.2f s '
                     'after the last' % (info.get('limit_repeat', repeat), settle)
                     if settle is not None else 'median'))
     lines.append('GFLOP/s = 2 * real multiply-adds / time (no padding, no inserted zeros); '
                  'GB/s = (bytes read + written) / time; ratio = time / fastest peer\'s time')
-    lines.append('%% limit = rate / the GEMM GFLOP/s above (convolutions, float64 too) or '
+    lines.append('%% limit = rate / the GEMM GFLOP/s above of its dtype (convolutions) or '
                  '/ the copy GB/s (pooling); speed-up = ndconv\'s 1-thread median / its '
                  '%d-thread median, 1 thread timed in the same interleaved loop'
                  % info['threads'])
@@ -1172,11 +1174,16 @@ def _num(v, fmt):
 
 def limit_fraction(row, info):
     """A row's rate over this machine's limit in ``info`` (`machine`): the GEMM
-    GFLOP/s for a convolution, the copy GB/s for pooling.  None when the
+    GFLOP/s of the row's dtype for a convolution, the copy GB/s for pooling.  None when the
     row was not timed or the limit is unknown."""
     if not info or row.get('rate') is None:
         return None
-    limit = info.get('gemm_gflops') if row['unit'] == 'GFLOP/s' else info.get('copy_gbs')
+    if row['unit'] != 'GFLOP/s':
+        limit = info.get('copy_gbs')
+    elif row.get('dtype') == 'float64' and info.get('gemm64_gflops'):
+        limit = info['gemm64_gflops']
+    else:
+        limit = info.get('gemm_gflops')
     return row['rate'] / limit if limit else None
 
 
@@ -1286,8 +1293,10 @@ def format_targets(rows, info=None):
         return '%.1f%%' % (100 * limit_fraction(r, info))
 
     if info and info.get('gemm_gflops'):
-        check('conv with >= %d in and out channels at >= %.0f%% of GEMM (%.1f GFLOP/s)'
-              % (GEMM_CHANNELS, 100 * TARGET_GEMM, info['gemm_gflops']),
+        check('conv with >= %d in and out channels at >= %.0f%% of GEMM (%.1f GFLOP/s'
+              '%s)' % (GEMM_CHANNELS, 100 * TARGET_GEMM, info['gemm_gflops'],
+                       ', float64 %.1f' % info['gemm64_gflops']
+                       if info.get('gemm64_gflops') else ''),
               _gemm_shaped, lambda r: limit_fraction(r, info) >= TARGET_GEMM, pct)
     else:
         out.append('  conv at >= %.0f%% of GEMM: no machine limits given'

@@ -329,17 +329,13 @@ def cmd_bench(args):
         print()
         sys.stdout.flush()
     try:
-        kwargs = {'memory': args.memory} if args.memory else {}
         rows = bench.run(args.cases, threads=args.threads, repeat=args.repeat,
-                         quick=args.quick, progress=_progress_bar(), **kwargs)
+                         quick=args.quick, progress=_progress_bar(), memory=args.memory,
+                         speedup=args.speedup)
     except ValueError as exc:
         sys.stderr.write('ndconv bench: %s\n' % exc)
         return 2
-    if hasattr(bench, 'format_table'):
-        print(bench.format_table(rows))
-    else:
-        for r in rows:
-            print(r)
+    print(bench.format_table(rows, info))
     if args.json:
         import json
         with open(args.json, 'w') as f:
@@ -420,6 +416,8 @@ def parser():
                    choices=('ndconv', 'all'),
                    help='also measure the peak extra memory of one call in a fresh '
                    'subprocess (slow); "all" measures the peers too')
+    s.add_argument('--no-speedup', dest='speedup', action='store_false',
+                   help='do not also time ndconv at 1 thread for the speed-up column')
     s.add_argument('--list', action='store_true', help='list the cases and exit')
     s.add_argument('--json', metavar='FILE', default=None,
                    help='also write the header facts and the rows as JSON')

@@ -265,14 +265,15 @@ def test_limits_are_timed_like_the_calls(monkeypatch):
         return [[0.010] * repeat for _ in fns]
     monkeypatch.setattr(bench, '_time_interleaved', fake_timer)
     info = bench.machine(2, quick=False, repeat=6)
-    assert calls == [(1, 6, bench.SETTLE), (1, 6, bench.SETTLE)]
+    assert calls == [(1, 6, bench.SETTLE)] * 3      # GEMM float32, float64, copy
     assert math.isclose(info['gemm_gflops'], 2.0 * info['gemm_n'] ** 3 / 0.010 / 1e9)
+    assert math.isclose(info['gemm64_gflops'], 2.0 * info['gemm_n'] ** 3 / 0.010 / 1e9)
     header = bench.format_header(info, repeat=6)
     assert 'timed like the calls: median of 6 after a warm-up, each 0.15 s after the last' \
         in header
     calls.clear()
     bench.machine(2, quick=True, repeat=5)
-    assert calls == [(1, 5, 0), (1, 5, 0)]
+    assert calls == [(1, 5, 0)] * 3
 
 
 def test_gemm_shaped_cases_from_the_spec():
@@ -342,3 +343,12 @@ def test_targets_name_the_cases_that_miss():
     for r in rows:
         r['ratio'] = 0.9 if r['ratio'] else r['ratio']
     assert _targets(bench.format_targets(rows))['geometric mean <= 0.6'] == 'missed (0.900)'
+
+
+def test_float64_rows_are_held_to_the_float64_gemm():
+    info = {'gemm_gflops': 200.0, 'gemm64_gflops': 100.0, 'copy_gbs': 50.0}
+    row = {'rate': 80.0, 'unit': 'GFLOP/s', 'dtype': 'float64'}
+    assert bench.limit_fraction(row, info) == 0.8
+    assert bench.limit_fraction(dict(row, dtype='float32'), info) == 0.4
+    assert bench.limit_fraction(dict(row, unit='GB/s'), info) == 1.6
+    assert bench.limit_fraction(row, {'gemm_gflops': 200.0}) == 0.4   # no float64 GEMM

@@ -131,3 +131,19 @@ def _has_matplotlib():
     except ImportError:
         return False
     return True
+
+
+def test_bench_command_prints_limits_speedup_and_targets(capsys):
+    pytest.importorskip('ndconv.bench')
+    assert cli.main(['bench', '--quick', '--repeat', '5', '--threads', '2',
+                     '--cases', 'conv3d_32ch']) == 0
+    out = capsys.readouterr().out
+    assert 'targets' in out and 'no machine limits given' not in out
+    row = next(line for line in out.splitlines() if line.startswith('conv3d_32ch'))
+    # ndconv's row carries a 1-thread time, a speed-up and a % of the GEMM limit
+    assert row.split().count('-') <= 1, row
+    assert cli.main(['bench', '--quick', '--repeat', '5', '--threads', '2',
+                     '--cases', 'conv3d_32ch', '--no-speedup']) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith('conv3d_32ch'))
+    assert row.split().count('-') >= 2, row
