@@ -25,6 +25,8 @@ _DeconvPad = Union[_PadNumbers, Literal['valid', 'same']]
 _PoolPad = Union[_PadNumbers, Literal['valid', 'same']]
 _Sizes = Sequence[_Int]
 _PadMode = Literal['constant', 'reflect', 'edge', 'wrap']
+_Method = Literal['auto', 'implicit', 'gemm', 'direct']
+_GradWMethod = Literal['auto', 'implicit', 'gemm']
 
 # Inputs: float16/32/64 arrays (anything numpy.asarray takes is accepted).
 _Array = npt.ArrayLike
@@ -37,18 +39,21 @@ def convolution_nd(x: _Array, W: _Array, b: Optional[_Array] = None, stride: _In
                    pad: _ConvPad = 0, cover_all: bool = False, dilate: _Ints = 1,
                    groups: _Int = 1, *, input_dilate: _Ints = 1,
                    pad_mode: _PadMode = 'constant',
-                   out: Optional[npt.NDArray[Any]] = None) -> _Float: ...
+                   out: Optional[npt.NDArray[Any]] = None,
+                   method: _Method = 'auto') -> _Float: ...
 
 
 def deconvolution_nd(x: _Array, W: _Array, b: Optional[_Array] = None, stride: _Ints = 1,
                      pad: _DeconvPad = 0, outsize: Optional[_Sizes] = None,
                      dilate: _Ints = 1, groups: _Int = 1, *,
-                     out: Optional[npt.NDArray[Any]] = None) -> _Float: ...
+                     out: Optional[npt.NDArray[Any]] = None,
+                     method: _Method = 'auto') -> _Float: ...
 
 
 def convolution_nd_grad_W(x: _Array, gy: _Array, ksize: _Ints, stride: _Ints = 1,
                           pad: _ConvPad = 0, cover_all: bool = False, dilate: _Ints = 1,
-                          groups: _Int = 1, *, input_dilate: _Ints = 1) -> _Float: ...
+                          groups: _Int = 1, *, input_dilate: _Ints = 1,
+                          method: _GradWMethod = 'auto') -> _Float: ...
 
 
 def conv_outsize(size: _Sizes, ksize: _Ints, stride: _Ints = 1, pad: _ConvPad = 0,

@@ -372,6 +372,21 @@ def pad_mode_code(pad_mode):
                          % (', '.join(repr(m) for m in PAD_MODES), pad_mode)) from None
 
 
+# Kernels a caller may ask for by name (``method=``).
+CONV_METHODS = ('auto', 'implicit', 'gemm', 'direct')
+GRAD_W_METHODS = ('auto', 'implicit', 'gemm')
+
+
+def method_arg(method, choices=CONV_METHODS):
+    if not isinstance(method, str):
+        raise TypeError('method must be a string, one of %s; got %r'
+                        % (', '.join(repr(m) for m in choices), method))
+    if method not in choices:
+        raise ValueError('method must be one of %s; got %r'
+                         % (', '.join(repr(m) for m in choices), method))
+    return method
+
+
 def groups_arg(groups, c_in, c_out, w_name='W'):
     g = as_int(groups, 'groups')
     if g < 1:

@@ -122,7 +122,11 @@ def _gemm_tile(kw, tv, cig, psub, itemsize):
 METHOD = 'auto'
 
 
-def _method():
+def _method(method='auto'):
+    """The kernel of a call: the caller's choice, else METHOD (a private
+    switch the tests use), else by the micro-kernels' ISA."""
+    if method != 'auto':
+        return method
     if METHOD != 'auto':
         return METHOD
     return 'gemm' if _conv.current_isa() == 'generic' else 'implicit'
@@ -301,7 +305,8 @@ def _use_direct(cig, cog, tv, kw, itemsize):
     return kw > _INT_MAX or tv * 64 * itemsize > (64 << 20)
 
 
-def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups):
+def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups,
+              method='auto'):
     """res = correlation of x with Wc (+ b), everything C-contiguous, one dtype.
 
     x (N, C_in, *in_shape); Wc (C_out, C_in // groups, *ksize); res
@@ -323,7 +328,7 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
     nthreads = _threads_for(N * C_out * res[0, 0].size * cig * math.prod(ksize))
     itemsize = res.dtype.itemsize
     implicit = []          # (geo, info, cchunk, qseg, rows, n, wt) of every phase
-    method = _method()
+    method = _method(method)
     phases, empty = _phases(in_shape, out_shape, ksize, stride, dilate, input_dilate,
                             pad_lo, mode, _nonfinite_taps(Wc))
     if empty:
@@ -373,7 +378,8 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups)
     return res
 
 
-def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups):
+def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups,
+                     method='auto'):
     """Gradient of sum(correlate(x, W) * gy) with respect to W."""
     N, C_in = x.shape[:2]
     C_out = gy.shape[1]
@@ -385,7 +391,7 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups)
     itemsize = gy.dtype.itemsize
     nthreads = _threads_for(N * C_out * gy[0, 0].size * cig * math.prod(ksize))
     xf, gyf = x.reshape(-1), gy.reshape(-1)
-    method = _method()
+    method = _method(method)
     phases, _ = _phases(x.shape[2:], gy.shape[2:], ksize, stride, dilate, input_dilate,
                         pad_lo, 0)
     with _blas_hold(method == 'gemm'):

@@ -58,7 +58,8 @@ def _result(shape, rt, ct, out, inputs, extra=0):
 # Public functions.
 
 def convolution_nd(x, W, b=None, stride=1, pad=0, cover_all=False, dilate=1,
-                   groups=1, *, input_dilate=1, pad_mode='constant', out=None):
+                   groups=1, *, input_dilate=1, pad_mode='constant', out=None,
+                   method='auto'):
     """N-dimensional convolution (cross-correlation, no kernel flip).
 
     Parameters
@@ -86,6 +87,12 @@ def convolution_nd(x, W, b=None, stride=1, pad=0, cover_all=False, dilate=1,
         'constant' need ``input_dilate == 1``.
     out : ndarray, optional, keyword-only
         C-contiguous array of the result's shape and dtype to fill.
+    method : {'auto', 'implicit', 'gemm', 'direct'}, keyword-only
+        The kernel: 'implicit' (packed input rows and register-blocked
+        micro-kernels, no im2col buffer), 'gemm' (im2col tiles and
+        single-threaded BLAS), 'direct' (row by row, for few channels), or
+        'auto': implicit on CPUs with AVX2 or AVX-512, gemm on others.
+        Results agree within float rounding whatever the method.
 
     Returns
     -------
@@ -128,6 +135,7 @@ def convolution_nd(x, W, b=None, stride=1, pad=0, cover_all=False, dilate=1,
     input_dilate = A.int_tuple(input_dilate, n, 'input_dilate')
     cover_all = A.as_bool(cover_all, 'cover_all')
     mode = A.pad_mode_code(pad_mode)
+    method = A.method_arg(method)
     if mode and any(r > 1 for r in input_dilate):
         raise ValueError("pad_mode=%r needs input_dilate=1 on every axis, got %s"
                          % (pad_mode, input_dilate))
@@ -141,12 +149,12 @@ def convolution_nd(x, W, b=None, stride=1, pad=0, cover_all=False, dilate=1,
     out, res = _result((N, C_out) + out_sp, rt, ct, out, (x, W, b))
     correlate(A.as_compute(x, ct), A.as_compute(W, ct),
                None if b is None else A.as_compute(b, ct), res, stride, dilate,
-               input_dilate, [lo for lo, _ in pads], mode, g)
+               input_dilate, [lo for lo, _ in pads], mode, g, method)
     return _finish(res, out, rt)
 
 
 def deconvolution_nd(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1,
-                     groups=1, *, out=None):
+                     groups=1, *, out=None, method='auto'):
     """N-dimensional transposed convolution, the adjoint of `convolution_nd`.
 
     Parameters
@@ -165,6 +173,8 @@ def deconvolution_nd(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1,
         to ``stride - 1`` above it.
     groups : int
     out : ndarray, optional, keyword-only
+    method : {'auto', 'implicit', 'gemm', 'direct'}, keyword-only
+        As in `convolution_nd`.
 
     Returns
     -------
@@ -202,6 +212,7 @@ def deconvolution_nd(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1,
                          'C_in = %d (the channels of x), got W.shape[0] = %d'
                          % (C_in, W.shape[0]))
     g = A.as_int(groups, 'groups')
+    method = A.method_arg(method)
     if g < 1:
         raise ValueError('groups must be a positive int, got %d' % g)
     if C_in % g:
@@ -229,12 +240,12 @@ def deconvolution_nd(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1,
     Wc = Wc.reshape((C_out, cig) + ksize)[(slice(None),) * 2 + (slice(None, None, -1),) * n]
     lo2 = [A.extent(k, d) - 1 - lo for k, d, (lo, _) in zip(ksize, dilate, pads)]
     correlate(A.as_compute(x, ct), Wc, None if b is None else A.as_compute(b, ct),
-               res, (1,) * n, dilate, stride, lo2, 0, g)
+               res, (1,) * n, dilate, stride, lo2, 0, g, method)
     return _finish(res, out, rt)
 
 
 def convolution_nd_grad_W(x, gy, ksize, stride=1, pad=0, cover_all=False,
-                          dilate=1, groups=1, *, input_dilate=1):
+                          dilate=1, groups=1, *, input_dilate=1, method='auto'):
     """Gradient of ``sum(convolution_nd(x, W, ...) * gy)`` with respect to W.
 
     Parameters
@@ -246,6 +257,9 @@ def convolution_nd_grad_W(x, gy, ksize, stride=1, pad=0, cover_all=False,
         Kernel size; an int applies to every axis.
     stride, pad, cover_all, dilate, groups, input_dilate
         As in `convolution_nd` (zero padding).
+    method : {'auto', 'implicit', 'gemm'}, keyword-only
+        The kernel, as in `convolution_nd`; 'implicit' reads both operands
+        channels-last where the input channels fill the micro-kernel's width.
 
     Returns
     -------
@@ -269,6 +283,7 @@ def convolution_nd_grad_W(x, gy, ksize, stride=1, pad=0, cover_all=False,
                          % (N, gy.shape))
     ksize = A.int_tuple(ksize, n, 'ksize')
     g = A.groups_arg(groups, C_in, C_out)
+    method = A.method_arg(method, A.GRAD_W_METHODS)
     stride = A.int_tuple(stride, n, 'stride')
     dilate = A.int_tuple(dilate, n, 'dilate')
     input_dilate = A.int_tuple(input_dilate, n, 'input_dilate')
@@ -286,7 +301,7 @@ def convolution_nd_grad_W(x, gy, ksize, stride=1, pad=0, cover_all=False,
     A.check_size((C_out, C_in // g) + ksize, ct.itemsize, 'weight gradient',
                  extra=A.copy_bytes((x, gy), ct))
     gW = correlate_grad_w(A.as_compute(x, ct), A.as_compute(gy, ct), ksize, stride,
-                           dilate, input_dilate, [lo for lo, _ in pads], g)
+                           dilate, input_dilate, [lo for lo, _ in pads], g, method)
     return gW.astype(rt, copy=False)
 
 

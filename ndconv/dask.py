@@ -219,13 +219,14 @@ def _prepad(x, pads, O, S, dk, mode):
 # ----------------------------------------------------------------------------
 # Block functions (module level so that they pickle for distributed).
 
-def _conv_block(xb, W, b, stride, dilate, input_dilate, groups, plans, block_id=None):
+def _conv_block(xb, W, b, stride, dilate, input_dilate, groups, plans, method='auto',
+                block_id=None):
     local = _local(plans, block_id)
     if any(empty for _, _, empty in local):
         xb = np.zeros(xb.shape, xb.dtype)
     pads = tuple((lo, hi) for lo, hi, _ in local)
     return _conv_mod.convolution_nd(xb, W, b, stride, pads, False, dilate, groups,
-                                    input_dilate=input_dilate)
+                                    input_dilate=input_dilate, method=method)
 
 
 def _global_indices(idx, region_shape, origin, full_shape):
@@ -329,7 +330,7 @@ def _max_unpool_block(xb, ib, ksize, stride, pads, full_shape, dtype, plans, reg
 # Public functions.
 
 def convolution_nd(x, W, b=None, stride=1, pad=0, cover_all=False, dilate=1,
-                   groups=1, *, input_dilate=1, pad_mode='constant'):
+                   groups=1, *, input_dilate=1, pad_mode='constant', method='auto'):
     """`ndconv.convolution_nd` on a Dask array, lazily.
 
     Parameters
@@ -337,7 +338,7 @@ def convolution_nd(x, W, b=None, stride=1, pad=0, cover_all=False, dilate=1,
     x : dask.array.Array, shape (N, C_in, D1, ..., Dn)
         Chunked along any axes; the channel axis is merged into one chunk.
         A NumPy array is wrapped in one chunk.
-    W, b, stride, pad, cover_all, dilate, groups, input_dilate, pad_mode
+    W, b, stride, pad, cover_all, dilate, groups, input_dilate, pad_mode, method
         As in `ndconv.convolution_nd` (``W`` and ``b`` are NumPy arrays).
 
     Returns
@@ -367,7 +368,7 @@ def convolution_nd(x, W, b=None, stride=1, pad=0, cover_all=False, dilate=1,
     b = _small(b)
     probe = _conv_mod.convolution_nd(
         _empty_like_input(x), W, b, stride, pad, cover_all, dilate, groups,
-        input_dilate=input_dilate, pad_mode=pad_mode)
+        input_dilate=input_dilate, pad_mode=pad_mode, method=method)
     n = x.ndim - 2
     W = np.asarray(W)
     ksize = W.shape[2:]
@@ -387,19 +388,21 @@ def convolution_nd(x, W, b=None, stride=1, pad=0, cover_all=False, dilate=1,
                         pads[i][0], x.chunks[2 + i]) for i in range(n)]
     xr = _regroup_all(x, plans)
     fn = functools.partial(_conv_block, W=W, b=b, stride=stride, dilate=dilate,
-                           input_dilate=input_dilate, groups=groups, plans=plans)
+                           input_dilate=input_dilate, groups=groups, plans=plans,
+                           method=method)
     return da.map_blocks(fn, xr, chunks=_out_chunks((x.chunks[0], (probe.shape[1],)), plans),
                          dtype=probe.dtype, meta=_meta(x.ndim, probe.dtype))
 
 
-def deconvolution_nd(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1, groups=1):
+def deconvolution_nd(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1, groups=1,
+                     *, method='auto'):
     """`ndconv.deconvolution_nd` (transposed convolution) on a Dask array, lazily.
 
     Parameters
     ----------
     x : dask.array.Array, shape (N, C_in, D1, ..., Dn)
         Chunked along any axes; the channel axis is merged into one chunk.
-    W, b, stride, pad, outsize, dilate, groups
+    W, b, stride, pad, outsize, dilate, groups, method
         As in `ndconv.deconvolution_nd`.
 
     Returns
@@ -423,7 +426,7 @@ def deconvolution_nd(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1, grou
     W = _small(W)
     b = _small(b)
     probe = _conv_mod.deconvolution_nd(_empty_like_input(x), W, b, stride, pad,
-                                       outsize, dilate, groups)
+                                       outsize, dilate, groups, method=method)
     n = x.ndim - 2
     W = np.asarray(W)
     C_in, cog = W.shape[:2]
@@ -446,7 +449,7 @@ def deconvolution_nd(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1, grou
                         x.chunks[2 + i]) for i in range(n)]
     xr = _regroup_all(x, plans)
     fn = functools.partial(_conv_block, W=Wc, b=b, stride=1, dilate=dilate,
-                           input_dilate=stride, groups=g, plans=plans)
+                           input_dilate=stride, groups=g, plans=plans, method=method)
     return da.map_blocks(fn, xr, chunks=_out_chunks((x.chunks[0], (probe.shape[1],)), plans),
                          dtype=probe.dtype, meta=_meta(x.ndim, probe.dtype))
 

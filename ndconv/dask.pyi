@@ -5,7 +5,7 @@ from typing import Literal, Optional, Tuple, Union, overload
 import numpy.typing as npt
 from dask.array import Array
 
-from . import _ConvPad, _DeconvPad, _Int, _Ints, _PadMode, _PadNumbers, _PoolPad, _Sizes
+from . import _ConvPad, _DeconvPad, _Int, _Ints, _Method, _PadMode, _PadNumbers, _PoolPad, _Sizes
 
 __all__ = [
     'convolution_nd', 'deconvolution_nd', 'max_pooling_nd',
@@ -19,12 +19,14 @@ _W = Union[Array, npt.ArrayLike]
 def convolution_nd(x: _X, W: _W, b: Optional[_W] = None, stride: _Ints = 1,
                    pad: _ConvPad = 0, cover_all: bool = False, dilate: _Ints = 1,
                    groups: _Int = 1, *, input_dilate: _Ints = 1,
-                   pad_mode: _PadMode = 'constant') -> Array: ...
+                   pad_mode: _PadMode = 'constant',
+                   method: _Method = 'auto') -> Array: ...
 
 
 def deconvolution_nd(x: _X, W: _W, b: Optional[_W] = None, stride: _Ints = 1,
                      pad: _DeconvPad = 0, outsize: Optional[_Sizes] = None,
-                     dilate: _Ints = 1, groups: _Int = 1) -> Array: ...
+                     dilate: _Ints = 1, groups: _Int = 1, *,
+                     method: _Method = 'auto') -> Array: ...
 
 
 @overload

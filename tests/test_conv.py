@@ -1070,3 +1070,68 @@ def test_grad_w_vs_torch(rng, torch, close):
     (y * torch.from_numpy(gy)).sum().backward()
     got = ndconv.convolution_nd_grad_W(x, gy, (3, 2), (2, 1), (1, 2), False, (1, 2), 2)
     close(got, Wt.grad.numpy())
+
+
+# ----------------------------------------------------------------------------
+# method=: every kernel by name, each against the reference.
+
+METHOD_KERNELS = {'implicit': ('conv_implicit', 'conv_grad_w_cl', 'conv_grad_w_implicit'),
+                  'gemm': ('conv_gemm', 'conv_grad_w'),
+                  'direct': ('conv_direct',)}
+
+
+def _counting(monkeypatch, names):
+    from ndconv import _conv
+    calls = []
+    for name in names:
+        real = getattr(_conv, name)
+        monkeypatch.setattr(_conv, name,
+                            lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    return calls
+
+
+@pytest.mark.parametrize('method', ['auto', 'implicit', 'gemm', 'direct'])
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_method_runs_its_kernel(method, dtype, rng, close, monkeypatch):
+    calls = _counting(monkeypatch, sorted({k for v in METHOD_KERNELS.values() for k in v}))
+    x = _rand(rng, (2, 6, 9, 8), dtype)
+    W = _rand(rng, (4, 3, 3, 2), dtype)
+    b = _rand(rng, (4,), dtype)
+    kw = dict(stride=(2, 1), pad=((1, 0), (2, 1)), dilate=(1, 2), groups=2)
+    close(ndconv.convolution_nd(x, W, b, **kw, method=method),
+          R.conv_nd_ref(x, W, b, kw['stride'], kw['pad'], kw['dilate'], groups=kw['groups']))
+    Wd = _rand(rng, (6, 2, 3, 2), dtype)
+    close(ndconv.deconvolution_nd(x, Wd, None, 2, 1, method=method),
+          R.deconv_nd_ref(x, Wd, None, 2, 1))
+    if method != 'auto':
+        assert calls and set(calls) <= set(METHOD_KERNELS[method]), calls
+    if method != 'direct':
+        del calls[:]
+        gy = _rand(rng, (2, 4, 4, 9), dtype)
+        close(ndconv.convolution_nd_grad_W(x, gy, (3, 2), **kw, method=method),
+              R.conv_grad_w_ref(x, gy, (3, 2), kw['stride'], kw['pad'], False,
+                                kw['dilate'], kw['groups']))
+        if method != 'auto':
+            assert calls and set(calls) <= set(METHOD_KERNELS[method]), calls
+
+
+@pytest.mark.parametrize('bad, exc, word', [
+    ('fft', ValueError, "'implicit'"), ('', ValueError, 'method'),
+    (None, TypeError, 'string'), (1, TypeError, 'method'), ('GEMM', ValueError, 'gemm')])
+def test_method_bad_values(bad, exc, word):
+    x = np.ones((1, 2, 5, 5), np.float32)
+    W = np.ones((2, 2, 3, 3), np.float32)
+    for call in (lambda: ndconv.convolution_nd(x, W, method=bad),
+                 lambda: ndconv.deconvolution_nd(x, W, method=bad),
+                 lambda: ndconv.convolution_nd_grad_W(x, np.ones((1, 2, 3, 3)), 3,
+                                                      method=bad)):
+        with pytest.raises(exc, match=word):
+            call()
+
+
+def test_method_direct_is_forward_only_and_keyword_only():
+    x = np.ones((1, 2, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="'auto', 'implicit', 'gemm'"):
+        ndconv.convolution_nd_grad_W(x, np.ones((1, 2, 3, 3)), 3, method='direct')
+    with pytest.raises(TypeError):
+        ndconv.convolution_nd(x, np.ones((2, 2, 3, 3)), None, 1, 0, False, 1, 1, 'gemm')

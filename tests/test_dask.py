@@ -134,6 +134,26 @@ def test_convolution_3d_channels_and_dtypes(rng, dtype):
     _close(y.compute(), ref)
 
 
+@pytest.mark.parametrize('method', ['implicit', 'gemm', 'direct'])
+def test_method_reaches_the_blocks(rng, method, monkeypatch):
+    from ndconv import conv as conv_mod
+    seen = []
+    real = conv_mod.convolution_nd
+
+    def spy(*a, **k):
+        seen.append(k.get('method'))
+        return real(*a, **k)
+    monkeypatch.setattr(conv_mod, 'convolution_nd', spy)
+    x = rng.standard_normal((1, 3, 11, 10))
+    W = rng.standard_normal((4, 3, 3, 3))
+    xd = da.from_array(x, chunks=(1, 3, 4, 5))
+    _close(ndd.convolution_nd(xd, W, pad=1, method=method).compute(),
+           real(x, W, pad=1))
+    _close(ndd.deconvolution_nd(xd, W.swapaxes(0, 1), stride=2, method=method).compute(),
+           ndconv.deconvolution_nd(x, W.swapaxes(0, 1), stride=2))
+    assert seen and set(seen) == {method}
+
+
 def test_one_spatial_axis_and_four(rng):
     x = rng.standard_normal((1, 2, 23))
     W = rng.standard_normal((3, 2, 4))
@@ -280,6 +300,10 @@ def test_arguments_are_checked_at_once():
         ndd.convolution_nd(x, np.ones((1, 3, 3, 3)))
     with pytest.raises(ValueError, match='outsize'):
         ndd.deconvolution_nd(x, np.ones((2, 1, 3, 3)), stride=2, outsize=(40, 40))
+    with pytest.raises(ValueError, match='method'):
+        ndd.convolution_nd(x, np.ones((1, 2, 3, 3)), method='fft')
+    with pytest.raises(ValueError, match='method'):
+        ndd.deconvolution_nd(x, np.ones((2, 1, 3, 3)), method='winograd')
     with pytest.raises(ValueError):
         ndd.max_pooling_nd(x, (2, 2, 2))
     with pytest.raises(ValueError, match='3 dimensions'):
