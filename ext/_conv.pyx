@@ -743,9 +743,16 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
                          Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t cchunk,
                          Py_ssize_t qseg, Py_ssize_t plane, Py_ssize_t jr0,
                          Py_ssize_t jr1, floating* pack, Py_ssize_t ls,
-                         const floating** ptrs, floating* acc, Py_ssize_t lp) noexcept nogil:
+                         const floating** ptrs, floating* acc, Py_ssize_t lp,
+                         bint flat) noexcept nogil:
     """Output rows jr0 <= j[n-2] < jr1 of one plane (a fixed index of the axes
     before n - 2) of one (batch, group) block; n >= 2.
+
+    With ``flat`` (one slot, unit step along axis n - 2, the row in one
+    segment, packed rows exactly ls = row + span apart), the rows of the
+    block are one flattened run of nrow * ls cells: output (r, q) is cell
+    r * ls + q, and the cells q >= row of each row are computed and dropped.
+    Short rows then fill the micro-kernel's NR columns; acc is (cog, lp).
 
     Each row is cut into segments of at most qseg outputs; each segment is
     computed in channel chunks: the input rows the block reads are packed
@@ -776,13 +783,33 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
         lq = min(qseg, L - qs)
         # One channel chunk, unit output step and whole NR blocks: the
         # micro-kernel writes the output itself, no accumulator.
-        direct = cchunk >= cig and st == 1 and lq % nr == 0
+        direct = cchunk >= cig and st == 1 and lq % nr == 0 and not flat
         c0 = 0
         while c0 < cig:
             c1 = min(c0 + cchunk, cig)
             pack_block(G, Lt, xg, c0, c1, j, i2min, nin, qs, lq + Lt.span, pack, ls)
             # Row jr0 + r reads the packed rows of row jr0 moved by r * rstep.
             row_ptrs(G, Lt, pack, ls, c1 - c0, nin, i2min, jr0, ptrs)
+            if flat:
+                co0 = 0
+                for blk in range(nblk):
+                    mr = (cog - co0 + nblk - blk - 1) // (nblk - blk)
+                    q0 = 0
+                    while q0 < nrow * ls:
+                        if floating is float:
+                            ndconv_mk_f32(<int>mr, (c1 - c0) * G.tv,
+                                          wtg + c0 * G.tv * cog + co0, cog,
+                                          <const float**>ptrs, q0, acc + co0 * lp + q0, lp,
+                                          c0 == 0, bg + co0 if bg != NULL else NULL)
+                        else:
+                            ndconv_mk_f64(<int>mr, (c1 - c0) * G.tv,
+                                          wtg + c0 * G.tv * cog + co0, cog,
+                                          <const double**>ptrs, q0, acc + co0 * lp + q0, lp,
+                                          c0 == 0, bg + co0 if bg != NULL else NULL)
+                        q0 += nr
+                    co0 += mr
+                c0 = c1
+                continue
             for r in range(nrow):
                 if direct:      # the micro-kernel's NR columns end inside the row
                     j[ax2] = jr0 + r
@@ -820,7 +847,10 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
             j[ax2] = jr0 + r
             o = out_offset(G, j)
             for co in range(cog):
-                src = acc + (r * cog + co) * lp
+                if flat:
+                    src = acc + co * lp + r * ls
+                else:
+                    src = acc + (r * cog + co) * lp
                 dst = outg + co * G.out_vol + o + qs * st
                 if st == 1:
                     memcpy(dst, src, lq * sizeof(floating))
@@ -911,6 +941,7 @@ ctypedef struct Phase:
     Py_ssize_t cchunk, qseg, rows
     Py_ssize_t nplanes, nblocks, first   # work items: [first, first + N*groups*nplanes*nblocks)
     Py_ssize_t ls, lp
+    bint flat
 
 
 cdef inline Last _last(const Py_ssize_t* info, Py_ssize_t nl) noexcept nogil:
@@ -974,13 +1005,21 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
         P.first = nitems
         nitems += N * groups * P.nplanes * P.nblocks
         lq = min(P.qseg, P.G.count[n - 1])
-        P.lp = (lq + nr - 1) // nr * nr
-        P.ls = (lq + P.Lt.span + nr + 15) // 16 * 16     # whole 64-byte lines
+        # Flattened rows where they waste fewer of the NR columns than
+        # rounding each row up to NR does (see implicit_block).
+        P.flat = (P.Lt.nslot == 1 and P.G.in_step[n - 2] == 1 and lq == P.G.count[n - 1]
+                  and P.rows > 1 and P.Lt.span < (lq + nr - 1) // nr * nr - lq)
+        if P.flat:
+            P.ls = lq + P.Lt.span
+            P.lp = (P.rows * P.ls + nr - 1) // nr * nr
+        else:
+            P.lp = (lq + nr - 1) // nr * nr
+            P.ls = (lq + P.Lt.span + nr + 15) // 16 * 16     # whole 64-byte lines
         block_rows_in(&P.G, 0, P.rows, &i2min, &nin)
         per = P.cchunk * (P.G.tv // (P.G.ntaps[n - 1] * P.G.ntaps[n - 2])) * nin * P.Lt.nslot * P.ls
-        packmax = max(packmax, per)
+        packmax = max(packmax, per + nr)
         ptrmax = max(ptrmax, P.cchunk * P.G.tv)
-        accmax = max(accmax, P.rows * cog * P.lp)
+        accmax = max(accmax, (1 if P.flat else P.rows) * cog * P.lp)
     if nitems > 0:
         with nogil, parallel(num_threads=nthreads):
             pack = <floating*>aligned_alloc(64, packmax * sizeof(floating))
@@ -1007,7 +1046,7 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
                                    op + (b * C_out + g * cog) * P.G.out_vol,
                                    cig, cog, P.cchunk, P.qseg, pl, jr0,
                                    min(jr0 + P.rows, P.G.count[n - 2]),
-                                   pack, P.ls, ptrs, acc, P.lp)
+                                   pack, P.ls, ptrs, acc, P.lp, P.flat)
             free(pack)
             free(<void*>ptrs)
             free(acc)
