@@ -237,7 +237,6 @@ def np_deconvolve(x, W, stride, pads):
     """NumPy reference of `deconvolution_nd` (groups=1, dilate=1): one GEMM
     ``W^T x`` per chunk of input rows, then col2im, one strided slab add per
     kernel offset (Chainer's method), then the padding is cropped."""
-    n = x.ndim - 2
     N, cin = x.shape[:2]
     cout, ksize = W.shape[1], W.shape[2:]
     K = math.prod(ksize)
@@ -734,7 +733,6 @@ def _threads(n):
     scipy.fft (in the peers) all get ``n`` threads; restored afterwards."""
     nd = _pkg()
     saved_nd = nd.get_num_threads()
-    saved_torch = None
     _STATE['threads'] = n
     with contextlib.ExitStack() as stack:
         try:
@@ -791,13 +789,36 @@ def _impl_threads(name, n):
 # up to ~0.1 s after a call, and would otherwise be timed against whichever
 # implementation runs next on the same two cores.
 SETTLE = 0.15
+# How each timed call is prepared (see _time_interleaved): 'primed' (an
+# untimed call of the same implementation right before it) or 'cold'.
+_PRIME = {'on': False}
+
+
+@contextlib.contextmanager
+def _primed(enabled=True):
+    """Precede each timed call by an untimed call of the same implementation.
+
+    After the pause an idle core can take milliseconds to wake, in steps of
+    the kernel's 4 ms tick on the machine this suite was written on (a
+    0.15 ms two-thread call took 1.9, 5.8 or 9.8 ms after a 0.15 s sleep, for
+    ndconv's OpenMP team and PyTorch's alike); the primer call pays that wake,
+    and the timed call finds its library's threads running, as in any loop
+    of calls.  ``enabled=False`` (``--cold``) times the first call after
+    the sleep instead."""
+    saved = _PRIME['on']
+    _PRIME['on'] = enabled
+    try:
+        yield
+    finally:
+        _PRIME['on'] = saved
 
 
 def _time_interleaved(fns, repeat, settle=SETTLE):
     """Times (s) of each callable, timed in turn: a, b, c, a, b, c, ...
-    Every call starts ``settle`` seconds after the previous one ended.  The
-    collector is off while timing (results are freed by reference counting
-    as each call returns)."""
+    Every call starts ``settle`` seconds after the previous one ended, right
+    after an untimed call of the same callable when primed (see _primed).
+    The collector is off while timing (results are freed by reference
+    counting as each call returns)."""
     times = [[] for _ in fns]
     for f in fns:                      # warm-up
         f()
@@ -808,6 +829,8 @@ def _time_interleaved(fns, repeat, settle=SETTLE):
             for i, f in enumerate(fns):
                 if settle:
                     time.sleep(settle)
+                    if _PRIME['on']:
+                        f()
                 t0 = time.perf_counter()
                 f()
                 times[i].append(time.perf_counter() - t0)
@@ -990,7 +1013,7 @@ def _run_case(case, threads, repeat, quick, memory, speedup=True):
 
 
 def run(cases=None, threads=2, repeat=7, quick=False, progress=None, memory=None,
-        speedup=True):
+        speedup=True, cold=False):
     """Run the suite; return one dict per (case, implementation).
 
     Parameters
@@ -1015,6 +1038,10 @@ def run(cases=None, threads=2, repeat=7, quick=False, progress=None, memory=None
     speedup : bool
         With ``threads > 1``, also time ndconv at 1 thread in the same
         interleaved loop (ndconv's row gets ``ms_1thread`` and ``speedup``).
+    cold : bool
+        Time the first call after each pause, without the untimed primer
+        call (see `_primed`): multi-threaded calls then include the time an
+        idle core takes to wake.
 
     Returns
     -------
@@ -1040,7 +1067,7 @@ def run(cases=None, threads=2, repeat=7, quick=False, progress=None, memory=None
         memory = 'ndconv'
     selected = _select(cases)
     rows = []
-    with _threads(threads):
+    with _threads(threads), _primed(not cold and not quick):
         for i, case in enumerate(selected):
             if progress is not None:
                 progress(i, len(selected), case.name)
@@ -1070,7 +1097,7 @@ def _median_seconds(fn, repeat, settle):
     return statistics.median(_time_interleaved([fn], repeat, settle)[0])
 
 
-def machine(threads=2, quick=False, repeat=7):
+def machine(threads=2, quick=False, repeat=7, cold=False):
     """Header facts: versions, ndconv's configuration and build flags, and this
     machine's NumPy float32 GEMM GFLOP/s and copy GB/s with ``threads``,
     each the median of ``repeat`` calls timed as the cases' calls are (each
@@ -1098,7 +1125,8 @@ def machine(threads=2, quick=False, repeat=7):
     except OSError:
         pass
     info['cores'] = os.cpu_count()
-    with _threads(threads):
+    info['pause'] = 'cold' if cold or quick else 'primed'
+    with _threads(threads), _primed(info['pause'] == 'primed'):
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             nd.show_config()
@@ -1121,7 +1149,7 @@ def machine(threads=2, quick=False, repeat=7):
             a = rng.standard_normal((m, m)).astype(dt)
             b = rng.standard_normal((m, m)).astype(dt)
             c = np.empty((m, m), dt)
-            t = _median_seconds(lambda: np.dot(a, b, out=c), repeat, settle)
+            t = _median_seconds(lambda a=a, b=b, c=c: np.dot(a, b, out=c), repeat, settle)
             info[key] = 2.0 * m ** 3 / t / 1e9
             del a, b, c
         count = (1 << 20) if quick else (32 << 20)          # 4 MiB or 128 MiB
@@ -1137,9 +1165,13 @@ def format_header(info, quick=False, repeat=7):
     lines = ['ndconv benchmark suite%s' % (' (--quick: tiny sizes, timings meaningless)'
                                            if quick else '')]
     lines.append('threads: %d (ndconv, torch, BLAS%s; scipy.ndimage is single-threaded); '
-                 'median of %d interleaved calls after a warm-up, each %.2f s after the last'
+                 'median of %d interleaved calls after a warm-up, each %.2f s after the last%s'
                  % (info['threads'], '' if info.get('blas_threads') else ' not limited: '
-                    'threadpoolctl missing', repeat, 0 if quick else SETTLE))
+                    'threadpoolctl missing', repeat, 0 if quick else SETTLE,
+                    ', right after an untimed call of the same implementation (so that '
+                    'no call is timed waking idle cores; --cold: without it)'
+                    if info.get('pause') == 'primed' else
+                    ' (cold: no untimed call before it)' if not quick else ''))
     lines.append('machine: %s, %s cores, %s' % (info['cpu'], info['cores'], info['platform']))
     lines.append('versions: python %s, numpy %s, scipy %s, torch %s'
                  % (info['python'], info['numpy'], info['scipy'] or '-',
@@ -1360,6 +1392,9 @@ def _parser(prog=None):
                    'fresh subprocess (slow); "all" measures the peers too')
     p.add_argument('--no-speedup', dest='speedup', action='store_false',
                    help='do not also time ndconv at 1 thread (the speed-up column)')
+    p.add_argument('--cold', action='store_true',
+                   help='time the first call after each pause (no untimed call before '
+                   'it): multi-threaded calls then include the wake-up of idle cores')
     p.add_argument('--json', metavar='FILE', default=None,
                    help='also write the header facts and the rows as JSON')
     p.add_argument('--list', action='store_true', help='list the cases and exit')
@@ -1388,12 +1423,13 @@ def main(argv=None, prog=None):
         _select(args.cases)
     except ValueError as e:
         p.error(str(e))
-    info = machine(args.threads, args.quick, args.repeat)
+    info = machine(args.threads, args.quick, args.repeat, args.cold)
     print(format_header(info, args.quick, args.repeat))
     print()
     sys.stdout.flush()
     rows = run(args.cases, args.threads, args.repeat, args.quick,
-               progress=_stderr_progress, memory=args.memory, speedup=args.speedup)
+               progress=_stderr_progress, memory=args.memory, speedup=args.speedup,
+               cold=args.cold)
     print(format_table(rows, info))
     if args.json:
         with open(args.json, 'w') as f:

@@ -324,14 +324,14 @@ def cmd_bench(args):
         return 2
     info = None
     if hasattr(bench, 'machine') and hasattr(bench, 'format_header'):
-        info = bench.machine(args.threads, args.quick, args.repeat)
+        info = bench.machine(args.threads, args.quick, args.repeat, args.cold)
         print(bench.format_header(info, args.quick, args.repeat))
         print()
         sys.stdout.flush()
     try:
         rows = bench.run(args.cases, threads=args.threads, repeat=args.repeat,
                          quick=args.quick, progress=_progress_bar(), memory=args.memory,
-                         speedup=args.speedup)
+                         speedup=args.speedup, cold=args.cold)
     except ValueError as exc:
         sys.stderr.write('ndconv bench: %s\n' % exc)
         return 2
@@ -418,6 +418,9 @@ def parser():
                    'subprocess (slow); "all" measures the peers too')
     s.add_argument('--no-speedup', dest='speedup', action='store_false',
                    help='do not also time ndconv at 1 thread for the speed-up column')
+    s.add_argument('--cold', action='store_true',
+                   help='time the first call after each pause (no untimed call before '
+                   'it): multi-threaded calls then include the wake-up of idle cores')
     s.add_argument('--list', action='store_true', help='list the cases and exit')
     s.add_argument('--json', metavar='FILE', default=None,
                    help='also write the header facts and the rows as JSON')

@@ -352,3 +352,22 @@ def test_float64_rows_are_held_to_the_float64_gemm():
     assert bench.limit_fraction(dict(row, dtype='float32'), info) == 0.4
     assert bench.limit_fraction(dict(row, unit='GB/s'), info) == 1.6
     assert bench.limit_fraction(row, {'gemm_gflops': 200.0}) == 0.4   # no float64 GEMM
+
+
+def test_primed_timing_calls_each_function_once_more_per_round(monkeypatch):
+    monkeypatch.setattr(bench.time, 'sleep', lambda s: None)
+    calls = []
+    fns = [lambda: calls.append('a'), lambda: calls.append('b')]
+    with bench._primed(True):
+        times = bench._time_interleaved(fns, 5, settle=0.1)
+    assert [len(t) for t in times] == [5, 5]
+    # warm-up a, b; then per round: primer + timed call of a, then of b
+    assert calls == ['a', 'b'] + ['a', 'a', 'b', 'b'] * 5
+    del calls[:]
+    with bench._primed(False):
+        bench._time_interleaved(fns, 5, settle=0.1)
+    assert calls == ['a', 'b'] + ['a', 'b'] * 5
+    del calls[:]
+    with bench._primed(True):           # no pause (quick): nothing to prime
+        bench._time_interleaved(fns, 5, settle=0)
+    assert calls == ['a', 'b'] + ['a', 'b'] * 5
