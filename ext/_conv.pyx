@@ -41,6 +41,10 @@ cdef extern from "ndconv_mk.h" nogil:
                        const double** ptrs, Py_ssize_t q0, double* C, Py_ssize_t ldc,
                        int init, const double* bias)
     void ndconv_prefetch(const void* p, Py_ssize_t nbytes)
+    void ndconv_transpose_f32(const float* src, Py_ssize_t lds, float* dst, Py_ssize_t ldd,
+                              Py_ssize_t rows, Py_ssize_t cols)
+    void ndconv_transpose_f64(const double* src, Py_ssize_t lds, double* dst, Py_ssize_t ldd,
+                              Py_ssize_t rows, Py_ssize_t cols)
     void ndconv_deint2_f32(float* d0, float* d1, const float* src, Py_ssize_t n)
     void ndconv_deint2_f64(double* d0, double* d1, const double* src, Py_ssize_t n)
     void ndconv_rk_f32(Py_ssize_t nrow, Py_ssize_t lq, const float* Y, Py_ssize_t ldyr,
@@ -1147,9 +1151,11 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
     channels its NR columns.  Both operands are staged channels-last: ybuf
     (cell, cog) and, for one tap combination of the outer axes at a time, the
     input rows in stage (row, slot, cell, cig), so every tap of the last two
-    axes finds the NR channels of a cell contiguous.  Reads run up to
-    cigp - cig cells past a staged row (stage has that slack); the columns
-    past cig of each tap are garbage the caller drops."""
+    axes finds the NR channels of a cell contiguous (each channel's row is
+    copied into ``row``, cig x (segment + span), then transposed in register
+    tiles).  Reads run up to cigp - cig cells past a staged row (stage has
+    that slack); the columns past cig of each tap are garbage the caller
+    drops."""
     cdef Py_ssize_t j[MAXD]
     cdef Py_ssize_t tk[MAXD]
     cdef Py_ssize_t last = G.n - 1, ax2 = G.n - 2
@@ -1178,6 +1184,12 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
         for r in range(nrow):
             j[ax2] = jr0 + r
             o = out_offset(G, j) + qs * st
+            if st == 1:
+                if floating is float:
+                    ndconv_transpose_f32(gyg + o, G.out_vol, ybuf + r * lq * cog, cog, cog, lq)
+                else:
+                    ndconv_transpose_f64(gyg + o, G.out_vol, ybuf + r * lq * cog, cog, cog, lq)
+                continue
             for co in range(cog):
                 src = gyg + co * G.out_vol + o
                 dst = ybuf + r * lq * cog + co
@@ -1203,10 +1215,12 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
                         memset(dst, 0, lr * cig * sizeof(floating))
                         continue
                     for c in range(cig):
-                        copy_run(row, xg + c * G.in_vol + base2,
+                        copy_run(row + c * lr, xg + c * G.in_vol + base2,
                                  sl * (Lt.m_min + qs) + Lt.rho[sidx], sl, Dl, lr, G.mode)
-                        for m in range(lr):
-                            dst[m * cig + c] = row[m]
+                    if floating is float:
+                        ndconv_transpose_f32(row, lr, dst, cig, cig, lr)
+                    else:
+                        ndconv_transpose_f64(row, lr, dst, cig, cig, lr)
             for t2 in range(n2):
                 for tl in range(nl):
                     tap = (too * n2 + t2) * nl + tl
@@ -1280,7 +1294,7 @@ def conv_grad_w_cl(const floating[::1] x, const floating[::1] gy, floating[::1] 
         stage = <floating*>aligned_alloc(64, (stsize + 16) // 16 * 16 * sizeof(floating))
         if stage != NULL:
             memset(stage, 0, stsize * sizeof(floating))
-        row = <floating*>malloc(lr * sizeof(floating))
+        row = <floating*>malloc(cig * lr * sizeof(floating))
         ybuf = <floating*>malloc(rows * lq * cog * sizeof(floating))
         ptrs = <const floating**>malloc(rows * lq * sizeof(floating*))
         if stage == NULL or row == NULL or ybuf == NULL or ptrs == NULL:

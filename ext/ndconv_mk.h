@@ -20,6 +20,7 @@
 #include <stddef.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#include <xmmintrin.h>
 #endif
 
 typedef void (*mk_f32_t)(int mr, Py_ssize_t K, const float *A, Py_ssize_t lda,
@@ -437,6 +438,62 @@ static inline void ndconv_prefetch(const void *p, Py_ssize_t bytes)
     const char *c = (const char *)p;
     for (Py_ssize_t i = 0; i < bytes; i += 64)
         __builtin_prefetch(c + i, 0, 3);
+}
+
+/* dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: a transpose in
+ * 4 x 4 (float) or 2 x 2 (double) register tiles, for the channels-last
+ * staging of the weight gradient. */
+static inline void ndconv_transpose_f32(const float *src, Py_ssize_t lds, float *dst,
+                                        Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols)
+{
+    Py_ssize_t i = 0, j;
+#if defined(__SSE2__)
+    for (; i + 4 <= rows; i += 4) {
+        for (j = 0; j + 4 <= cols; j += 4) {
+            __m128 r0 = _mm_loadu_ps(src + i * lds + j);
+            __m128 r1 = _mm_loadu_ps(src + (i + 1) * lds + j);
+            __m128 r2 = _mm_loadu_ps(src + (i + 2) * lds + j);
+            __m128 r3 = _mm_loadu_ps(src + (i + 3) * lds + j);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            _mm_storeu_ps(dst + j * ldd + i, r0);
+            _mm_storeu_ps(dst + (j + 1) * ldd + i, r1);
+            _mm_storeu_ps(dst + (j + 2) * ldd + i, r2);
+            _mm_storeu_ps(dst + (j + 3) * ldd + i, r3);
+        }
+        for (; j < cols; j++) {
+            dst[j * ldd + i] = src[i * lds + j];
+            dst[j * ldd + i + 1] = src[(i + 1) * lds + j];
+            dst[j * ldd + i + 2] = src[(i + 2) * lds + j];
+            dst[j * ldd + i + 3] = src[(i + 3) * lds + j];
+        }
+    }
+#endif
+    for (; i < rows; i++)
+        for (j = 0; j < cols; j++)
+            dst[j * ldd + i] = src[i * lds + j];
+}
+
+static inline void ndconv_transpose_f64(const double *src, Py_ssize_t lds, double *dst,
+                                        Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols)
+{
+    Py_ssize_t i = 0, j;
+#if defined(__SSE2__)
+    for (; i + 2 <= rows; i += 2) {
+        for (j = 0; j + 2 <= cols; j += 2) {
+            __m128d r0 = _mm_loadu_pd(src + i * lds + j);
+            __m128d r1 = _mm_loadu_pd(src + (i + 1) * lds + j);
+            _mm_storeu_pd(dst + j * ldd + i, _mm_unpacklo_pd(r0, r1));
+            _mm_storeu_pd(dst + (j + 1) * ldd + i, _mm_unpackhi_pd(r0, r1));
+        }
+        for (; j < cols; j++) {
+            dst[j * ldd + i] = src[i * lds + j];
+            dst[j * ldd + i + 1] = src[(i + 1) * lds + j];
+        }
+    }
+#endif
+    for (; i < rows; i++)
+        for (j = 0; j < cols; j++)
+            dst[j * ldd + i] = src[i * lds + j];
 }
 
 #endif
