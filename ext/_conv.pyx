@@ -240,8 +240,13 @@ cdef inline Py_ssize_t out_offset(const Geom* G, const Py_ssize_t* j) noexcept n
 cdef inline void valid_range(Py_ssize_t i0, Py_ssize_t s, Py_ssize_t size,
                              Py_ssize_t run, Py_ssize_t* qlo, Py_ssize_t* qhi) noexcept nogil:
     """Cells q in [0, run) with 0 <= i0 + q * s < size form [qlo, qhi)."""
-    cdef Py_ssize_t lo = ceildiv(-i0, s)
-    cdef Py_ssize_t hi = floordiv(size - 1 - i0, s) + 1
+    cdef Py_ssize_t lo, hi
+    if s == 1:                  # no division on the common path
+        lo = -i0
+        hi = size - i0
+    else:
+        lo = ceildiv(-i0, s)
+        hi = floordiv(size - 1 - i0, s) + 1
     if lo < 0:
         lo = 0
     if lo > run:
