@@ -656,11 +656,14 @@ ctypedef struct Last:
 cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
                      Py_ssize_t c0, Py_ssize_t c1, const Py_ssize_t* j,
                      Py_ssize_t i2min, Py_ssize_t nin, Py_ssize_t qs, Py_ssize_t lr,
-                     floating* pack, Py_ssize_t ls) noexcept nogil:
+                     floating* pack, Py_ssize_t ls, const Py_ssize_t* where,
+                     Py_ssize_t only) noexcept nogil:
     """Pack the input rows a block of output rows reads, for channels
     [c0, c1): every tap combination of the axes before n - 2 (at the
     plane's cell j), every input index i2min <= i2 < i2min + nin along axis
-    n - 2, every slot of the last axis, cells [qs, qs + lr) of the slot."""
+    n - 2, every slot of the last axis, cells [qs, qs + lr) of the slot.
+    Tap combination too goes to place where[too] of the pack (too itself
+    when where is NULL); with only >= 0, only that combination is packed."""
     cdef Py_ssize_t tk[MAXD]
     cdef Py_ssize_t last = G.n - 1, ax2 = G.n - 2
     cdef Py_ssize_t noo = G.tv // (G.ntaps[last] * G.ntaps[ax2])
@@ -676,6 +679,11 @@ cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
             tk[a] = 0
         too = 0
         while True:
+            if only >= 0 and too != only:
+                too += 1
+                if not next_taps_n(G, tk, ax2):
+                    break
+                continue
             ok = outer_base_n(G, j, tk, ax2, &base)
             if ok:          # the rows read below, if they lie together:
                 lo = max(i2min, 0)        # ask for them now in the first channel,
@@ -688,7 +696,8 @@ cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
                                         (hi - lo) * Dl * sizeof(floating))
             for ii in range(nin):
                 i2 = i2min + ii
-                pr = pack + (((c - c0) * noo + too) * nin + ii) * Lt.nslot * ls
+                pr = pack + (((c - c0) * noo + (where[too] if where != NULL else too)) * nin
+                             + ii) * Lt.nslot * ls
                 if ok and not (i2 < 0 or i2 >= D2):
                     base2 = base + i2 * G.in_stride[ax2]
                 elif ok and G.mode != MODE_CONSTANT:
@@ -712,9 +721,10 @@ cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
 
 cdef inline void row_ptrs(const Geom* G, const Last* Lt, floating* pack, Py_ssize_t ls,
                           Py_ssize_t nch, Py_ssize_t nin, Py_ssize_t i2min, Py_ssize_t jrow,
-                          const floating** ptrs) noexcept nogil:
+                          const floating** ptrs, const Py_ssize_t* where) noexcept nogil:
     """Point every reduction index (channel, taps) of output row jrow (along
-    axis n - 2) at its packed row; nch channels, in the kernel's order."""
+    axis n - 2) at its packed row; nch channels, in the kernel's order.
+    ``where`` as in pack_block."""
     cdef Py_ssize_t last = G.n - 1, ax2 = G.n - 2
     cdef Py_ssize_t nl = G.ntaps[last], n2 = G.ntaps[ax2]
     cdef Py_ssize_t noo = G.tv // (nl * n2)
@@ -725,7 +735,8 @@ cdef inline void row_ptrs(const Geom* G, const Last* Lt, floating* pack, Py_ssiz
     for c in range(nch):
         for too in range(noo):
             for t2 in range(n2):
-                pr = pack + ((c * noo + too) * nin + off2[t2] + jrow * s2 - i2min) * Lt.nslot * ls
+                pr = pack + ((c * noo + (where[too] if where != NULL else too)) * nin
+                             + off2[t2] + jrow * s2 - i2min) * Lt.nslot * ls
                 for tl in range(nl):
                     ptrs[k] = pr + Lt.slot[tl] * ls + Lt.shift[tl]
                     k += 1
@@ -753,9 +764,10 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
                          Py_ssize_t qseg, Py_ssize_t plane, Py_ssize_t jr0,
                          Py_ssize_t jr1, floating* pack, Py_ssize_t ls,
                          const floating** ptrs, floating* acc, Py_ssize_t lp,
-                         bint flat) noexcept nogil:
+                         bint flat, const Py_ssize_t* where, Py_ssize_t only) noexcept nogil:
     """Output rows jr0 <= j[n-2] < jr1 of one plane (a fixed index of the axes
-    before n - 2) of one (batch, group) block; n >= 2.
+    before n - 2) of one (batch, group) block; n >= 2.  ``where`` and
+    ``only`` go to pack_block (see conv_implicit's runs of planes).
 
     With ``flat`` (one slot, unit step along axis n - 2, the row in one
     segment, packed rows exactly ls = row + span apart), the rows of the
@@ -796,9 +808,10 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
         c0 = 0
         while c0 < cig:
             c1 = min(c0 + cchunk, cig)
-            pack_block(G, Lt, xg, c0, c1, j, i2min, nin, qs, lq + Lt.span, pack, ls)
+            pack_block(G, Lt, xg, c0, c1, j, i2min, nin, qs, lq + Lt.span, pack, ls,
+                       where, only)
             # Row jr0 + r reads the packed rows of row jr0 moved by r * rstep.
-            row_ptrs(G, Lt, pack, ls, c1 - c0, nin, i2min, jr0, ptrs)
+            row_ptrs(G, Lt, pack, ls, c1 - c0, nin, i2min, jr0, ptrs, where)
             if flat:
                 co0 = 0
                 for blk in range(nblk):
@@ -919,9 +932,9 @@ cdef void gradw_block(const Geom* G, const Last* Lt, const floating* xg,
         while c0 < cig:
             c1 = min(c0 + cchunk, cig)
             kc = (c1 - c0) * G.tv
-            pack_block(G, Lt, xg, c0, c1, j, i2min, nin, qs, lq + Lt.span, pack, ls)
+            pack_block(G, Lt, xg, c0, c1, j, i2min, nin, qs, lq + Lt.span, pack, ls, NULL, -1)
             for r in range(nrow):
-                row_ptrs(G, Lt, pack, ls, c1 - c0, nin, i2min, jr0 + r, ptrs + r * ldp)
+                row_ptrs(G, Lt, pack, ls, c1 - c0, nin, i2min, jr0 + r, ptrs + r * ldp, NULL)
                 for k in range(kc, kc + nk):
                     ptrs[r * ldp + k] = zrow
             co0 = 0
@@ -951,6 +964,8 @@ ctypedef struct Phase:
     Py_ssize_t nplanes, nblocks, first   # work items: [first, first + N*groups*nplanes*nblocks)
     Py_ssize_t ls, lp
     bint flat
+    Py_ssize_t prun         # planes per work item (a run along axis 0, n == 3)
+    Py_ssize_t nruns, noo
 
 
 cdef inline Last _last(const Py_ssize_t* info, Py_ssize_t nl) noexcept nogil:
@@ -982,8 +997,9 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
     cdef Py_ssize_t nph = table.shape[0] // 6
     cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
-    cdef Py_ssize_t p, it, b, g, pl, jr0, lq, nin, i2min, nitems = 0, cnt
+    cdef Py_ssize_t p, it, b, g, pl, pp, t, jr0, lq, nin, i2min, nitems = 0, cnt
     cdef Py_ssize_t packmax = 1, ptrmax = 1, accmax = 1, per
+    cdef Py_ssize_t* where
     cdef int failed = 0
     cdef int* fail = &failed
     cdef Phase* ph
@@ -1011,8 +1027,25 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
         cnt = P.G.count[n - 1] * P.G.count[n - 2]
         P.nplanes = P.G.psub // cnt if cnt > 0 else 0
         P.nblocks = (P.G.count[n - 2] + P.rows - 1) // P.rows
+        P.noo = P.G.tv // (P.G.ntaps[n - 1] * P.G.ntaps[n - 2])
+        # Runs of planes along axis 0 (n == 3, unit step, consecutive taps,
+        # one channel chunk and one segment): the next plane reads all but
+        # one of this plane's input planes, so the pack keeps them, at place
+        # (input plane mod noo), and only the new one is packed.
+        P.prun = 1
+        if (n == 3 and 1 < P.noo <= 64 and P.G.in_step[0] == 1 and P.cchunk >= cig
+                and P.G.count[n - 1] <= P.qseg):
+            t = 1
+            while t < P.noo and P.G.tap_off[t] == P.G.tap_off[0] + t:
+                t += 1
+            if t == P.noo:
+                P.prun = 8
+                while P.prun > 1 and (N * groups * P.nblocks
+                                      * ((P.nplanes + P.prun - 1) // P.prun) < 4 * nthreads):
+                    P.prun //= 2
+        P.nruns = (P.nplanes + P.prun - 1) // P.prun
         P.first = nitems
-        nitems += N * groups * P.nplanes * P.nblocks
+        nitems += N * groups * P.nruns * P.nblocks
         lq = min(P.qseg, P.G.count[n - 1])
         # Flattened rows where they waste fewer of the NR columns than
         # rounding each row up to NR does (see implicit_block).
@@ -1036,7 +1069,8 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
                 memset(pack, 0, packmax * sizeof(floating))
             ptrs = <const floating**>malloc(ptrmax * sizeof(floating*))
             acc = <floating*>malloc(accmax * sizeof(floating))
-            if pack == NULL or ptrs == NULL or acc == NULL:
+            where = <Py_ssize_t*>malloc(64 * sizeof(Py_ssize_t))
+            if pack == NULL or ptrs == NULL or acc == NULL or where == NULL:
                 fail[0] = 1
             else:
                 for it in prange(nitems, schedule='dynamic', chunksize=1):
@@ -1045,20 +1079,28 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
                         p = p + 1
                     P = &ph[p]
                     cnt = it - P.first
-                    b = cnt // (groups * P.nplanes * P.nblocks)
-                    g = (cnt // (P.nplanes * P.nblocks)) % groups
-                    pl = (cnt // P.nblocks) % P.nplanes
+                    b = cnt // (groups * P.nruns * P.nblocks)
+                    g = (cnt // (P.nruns * P.nblocks)) % groups
+                    pl = (cnt // P.nblocks) % P.nruns * P.prun
                     jr0 = (cnt % P.nblocks) * P.rows
-                    implicit_block(&P.G, &P.Lt, xp + (b * C_in + g * cig) * P.G.in_vol,
-                                   wp + P.wt_off + g * cig * P.G.tv * cog,
-                                   bp + g * cog if bp != NULL else NULL,
-                                   op + (b * C_out + g * cog) * P.G.out_vol,
-                                   cig, cog, P.cchunk, P.qseg, pl, jr0,
-                                   min(jr0 + P.rows, P.G.count[n - 2]),
-                                   pack, P.ls, ptrs, acc, P.lp, P.flat)
+                    for pp in range(min(P.prun, P.nplanes - pl)):
+                        if P.prun > 1:
+                            for t in range(P.noo):
+                                where[t] = pl + pp + P.G.tap_off[t]
+                                where[t] = where[t] - floordiv(where[t], P.noo) * P.noo
+                        implicit_block(&P.G, &P.Lt, xp + (b * C_in + g * cig) * P.G.in_vol,
+                                       wp + P.wt_off + g * cig * P.G.tv * cog,
+                                       bp + g * cog if bp != NULL else NULL,
+                                       op + (b * C_out + g * cog) * P.G.out_vol,
+                                       cig, cog, P.cchunk, P.qseg, pl + pp, jr0,
+                                       min(jr0 + P.rows, P.G.count[n - 2]),
+                                       pack, P.ls, ptrs, acc, P.lp, P.flat,
+                                       where if P.prun > 1 else NULL,
+                                       P.noo - 1 if pp > 0 and P.prun > 1 else -1)
             free(pack)
             free(<void*>ptrs)
             free(acc)
+            free(where)
     free(ph)
     return failed == 0
 

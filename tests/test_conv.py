@@ -1135,3 +1135,29 @@ def test_method_direct_is_forward_only_and_keyword_only():
         ndconv.convolution_nd_grad_W(x, np.ones((1, 2, 3, 3)), 3, method='direct')
     with pytest.raises(TypeError):
         ndconv.convolution_nd(x, np.ones((2, 2, 3, 3)), None, 1, 0, False, 1, 1, 'gemm')
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('kw', [dict(pad=1), dict(pad=((2, 1), (1, 1), (0, 1)), pad_mode='reflect'),
+                                dict(pad=1, dilate=(2, 1, 1)), dict(stride=(1, 2, 1), pad=1, groups=2),
+                                dict(pad=(0, 1, 1), pad_mode='wrap')])
+def test_conv3d_runs_of_planes(kw, dtype, rng, close):
+    """Deep volumes: a work item takes a run of planes along axis 0 and keeps
+    the packed input planes consecutive planes share (13 planes, so runs do
+    not divide them; 1 and 2 threads)."""
+    g = kw.get('groups', 1)
+    x = _rand(rng, (2, 4, 13, 6, 7), dtype)
+    W = _rand(rng, (6, 4 // g, 3, 3, 2), dtype)
+    b = _rand(rng, (6,), dtype)
+    ref = R.conv_nd_ref(x, W, b, kw.get('stride', 1), kw['pad'], kw.get('dilate', 1), 1,
+                        kw.get('pad_mode', 'constant'), False, g)
+    before = ndconv.get_num_threads()
+    try:
+        for t in (1, 2):
+            ndconv.set_num_threads(t)
+            close(ndconv.convolution_nd(x, W, b, **kw), ref)
+    finally:
+        ndconv.set_num_threads(before)
+    Wd = _rand(rng, (4, 3, 4, 3, 2), dtype)
+    close(ndconv.deconvolution_nd(x, Wd, None, (2, 1, 2), 1),
+          R.deconv_nd_ref(x, Wd, None, (2, 1, 2), 1))
