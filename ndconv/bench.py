@@ -789,22 +789,26 @@ def _impl_threads(name, n):
 # up to ~0.1 s after a call, and would otherwise be timed against whichever
 # implementation runs next on the same two cores.
 SETTLE = 0.15
-# How each timed call is prepared (see _time_interleaved): 'primed' (an
-# untimed call of the same implementation right before it) or 'cold'.
+# How each timed call is prepared (see _time_interleaved): primed (untimed
+# calls of the same implementation for at least PRIME seconds right before
+# it) or cold.
 _PRIME = {'on': False}
+PRIME = 0.02
 
 
 @contextlib.contextmanager
 def _primed(enabled=True):
-    """Precede each timed call by an untimed call of the same implementation.
+    """Precede each timed call by untimed calls of the same implementation,
+    at least one and at least PRIME seconds of them.
 
     After the pause an idle core can take milliseconds to wake, in steps of
     the kernel's 4 ms tick on the machine this suite was written on (a
     0.15 ms two-thread call took 1.9, 5.8 or 9.8 ms after a 0.15 s sleep, for
-    ndconv's OpenMP team and PyTorch's alike); the primer call pays that wake,
-    and the timed call finds its library's threads running, as in any loop
-    of calls.  ``enabled=False`` (``--cold``) times the first call after
-    the sleep instead."""
+    ndconv's OpenMP team and PyTorch's alike), and the next few calls still
+    ran slower than in a loop; the primer calls pay that, and the timed call
+    finds its library's threads running, as in any loop of calls.
+    ``enabled=False`` (``--cold``) times the first call after the sleep
+    instead."""
     saved = _PRIME['on']
     _PRIME['on'] = enabled
     try:
@@ -830,7 +834,10 @@ def _time_interleaved(fns, repeat, settle=SETTLE):
                 if settle:
                     time.sleep(settle)
                     if _PRIME['on']:
+                        end = time.perf_counter() + PRIME
                         f()
+                        while time.perf_counter() < end:
+                            f()
                 t0 = time.perf_counter()
                 f()
                 times[i].append(time.perf_counter() - t0)
@@ -1168,8 +1175,9 @@ def format_header(info, quick=False, repeat=7):
                  'median of %d interleaved calls after a warm-up, each %.2f s after the last%s'
                  % (info['threads'], '' if info.get('blas_threads') else ' not limited: '
                     'threadpoolctl missing', repeat, 0 if quick else SETTLE,
-                    ', right after an untimed call of the same implementation (so that '
-                    'no call is timed waking idle cores; --cold: without it)'
+                    ', right after %.0f ms (at least one call) of untimed calls of the same '
+                    'implementation (so that no call is timed waking idle cores; --cold: '
+                    'without them)' % (PRIME * 1e3)
                     if info.get('pause') == 'primed' else
                     ' (cold: no untimed call before it)' if not quick else ''))
     lines.append('machine: %s, %s cores, %s' % (info['cpu'], info['cores'], info['platform']))

@@ -356,6 +356,7 @@ def test_float64_rows_are_held_to_the_float64_gemm():
 
 def test_primed_timing_calls_each_function_once_more_per_round(monkeypatch):
     monkeypatch.setattr(bench.time, 'sleep', lambda s: None)
+    monkeypatch.setattr(bench, 'PRIME', 0.0)         # one primer call per round
     calls = []
     fns = [lambda: calls.append('a'), lambda: calls.append('b')]
     with bench._primed(True):
@@ -371,3 +372,20 @@ def test_primed_timing_calls_each_function_once_more_per_round(monkeypatch):
     with bench._primed(True):           # no pause (quick): nothing to prime
         bench._time_interleaved(fns, 5, settle=0)
     assert calls == ['a', 'b'] + ['a', 'b'] * 5
+
+
+def test_primer_calls_last_at_least_prime_seconds(monkeypatch):
+    monkeypatch.setattr(bench.time, 'sleep', lambda s: None)
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, 'perf_counter', lambda: clock[0])
+    calls = []
+
+    def f():
+        calls.append(clock[0])
+        clock[0] += 0.004                             # each call "takes" 4 ms
+    monkeypatch.setattr(bench, 'PRIME', 0.02)
+    with bench._primed(True):
+        times = bench._time_interleaved([f], 5, settle=0.1)
+    # warm-up, then per round 5 primer calls (20 ms) and the timed one
+    assert len(calls) == 1 + 5 * 6
+    assert all(abs(t - 0.004) < 1e-12 for t in times[0])
