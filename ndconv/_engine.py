@@ -172,16 +172,21 @@ def _as_2d(geo, taps, count):
     return geo2, ([0],) + tuple(taps), (1,) + tuple(count)
 
 
+def _axis2_reach(geo, n, taps):
+    """(step, tap span) along axis n - 2: output rows [r0, r0 + rows) read
+    span + (rows - 1) * step + 1 input rows."""
+    nl, n2 = len(taps[-1]), len(taps[-2])
+    offs2 = [int(o) for o in geo[len(geo) - nl - n2:len(geo) - nl]]
+    return int(geo[7 * n - 2]), max(offs2) - min(offs2)
+
+
 def _blocking(geo, n, taps, count, cig, tv, itemsize):
     """Packed-row layout, channel chunk, row segment and the longest row
     block along axis n - 2 that keeps the packs within _PACK_BYTES; all
     from the shapes alone."""
     info, cchunk, qseg = _last_axis_info(geo, n, taps, cig, tv, itemsize)
-    nl, n2 = len(taps[-1]), len(taps[-2])
-    noo = tv // (nl * n2)
-    s2 = int(geo[7 * n - 2])
-    offs2 = [int(o) for o in geo[len(geo) - nl - n2:len(geo) - nl]]
-    span2 = max(offs2) - min(offs2)
+    noo = tv // (len(taps[-1]) * len(taps[-2]))
+    s2, span2 = _axis2_reach(geo, n, taps)
     ls = qseg + int(info[2]) + 48
     per_row_in = noo * int(info[0]) * ls * itemsize   # one channel, one input row
     rows = count[-2]
@@ -207,6 +212,27 @@ def _implicit_plan(geo, n, taps, count, N, C_in, groups, tv, itemsize, nthreads)
     return geo, info, cchunk, qseg, rows, n
 
 
+def _sum_of_parts(nitems, C_out, width, dtype, kernel):
+    """A weight gradient summed in parts fixed by the shapes alone, never by
+    the thread count: ``kernel(parts, nparts)`` fills the zeroed parts,
+    (nparts, C_out, width) as one flat array, and returns False when a thread
+    could not allocate its workspace; the parts are then added in order."""
+    nparts = max(1, min(nitems, 16, _PART_BYTES // (C_out * width * np.dtype(dtype).itemsize)))
+    parts = np.zeros((nparts, C_out, width), dtype)
+    if not kernel(parts.reshape(-1), nparts):
+        raise MemoryError('ndconv could not allocate its per-thread workspace')
+    with np.errstate(invalid='ignore', over='ignore'):   # IEEE: inf - inf is NaN
+        return np.add.reduce(parts, axis=0)
+
+
+def _grad_w_rows(rows, planes, count):
+    """Row block of a weight-gradient phase, cut until there are 16 work
+    items (shapes only), and the number of work items."""
+    while rows > 1 and planes * (-(-count[-2] // rows)) < 16:
+        rows = (rows + 1) // 2
+    return rows, planes * (-(-count[-2] // rows))
+
+
 def _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out, groups, tv,
                      itemsize, dtype, nthreads):
     """Weight gradient of one phase through conv_grad_w_implicit; returns the
@@ -222,18 +248,11 @@ def _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out, groups, tv,
         return _grad_w_cl(xf, gyf, geo, n, count, N, C_in, C_out, groups, tv, dtype,
                           nthreads, planes, *cl)
     info, cchunk, qseg, rows = _blocking(geo, n, taps, count, cig, tv, itemsize)
-    while rows > 1 and planes * (-(-count[-2] // rows)) < 16:
-        rows = (rows + 1) // 2
-    nitems = planes * (-(-count[-2] // rows))
-    kw = cig * tv
-    nparts = max(1, min(nitems, 16, _PART_BYTES // (C_out * kw * itemsize)))
-    parts = np.zeros((nparts, C_out, kw), dtype)
-    ok = _conv.conv_grad_w_implicit(xf, gyf, parts.reshape(-1), geo, info, n, N, C_in,
-                                    C_out, groups, 0, cchunk, qseg, rows, nparts, nthreads)
-    if not ok:
-        raise MemoryError('ndconv could not allocate its per-thread workspace')
-    with np.errstate(invalid='ignore', over='ignore'):   # IEEE: inf - inf is NaN
-        return np.add.reduce(parts, axis=0)
+    rows, nitems = _grad_w_rows(rows, planes, count)
+    return _sum_of_parts(nitems, C_out, cig * tv, dtype, lambda parts, nparts:
+                         _conv.conv_grad_w_implicit(xf, gyf, parts, geo, info, n, N, C_in,
+                                                    C_out, groups, 0, cchunk, qseg, rows,
+                                                    nparts, nthreads))
 
 
 # Bytes of channels-last input rows (one tap combination of the outer axes)
@@ -259,10 +278,7 @@ def _grad_w_cl_plan(geo, n, taps, count, cig, cog, itemsize):
     per_cell = nslot * cig * itemsize
     qseg = max(16, _CL_STAGE_BYTES // (2 * per_cell) - span)
     qseg = min(L, qseg, max(16, _CL_GY_BYTES // (cog * itemsize)))
-    s2 = int(geo[7 * n - 2])
-    offs2 = [int(o) for o in geo[len(geo) - len(taps[-1]) - len(taps[-2]):
-                                 len(geo) - len(taps[-1])]]
-    span2 = max(offs2) - min(offs2)
+    s2, span2 = _axis2_reach(geo, n, taps)
     rows = count[-2]
     row_bytes = (qseg + span) * per_cell
     while rows > 1 and ((span2 + (rows - 1) * s2 + 1) * row_bytes > _CL_STAGE_BYTES
@@ -276,18 +292,10 @@ def _grad_w_cl(xf, gyf, geo, n, count, N, C_in, C_out, groups, tv, dtype, nthrea
     """The (C_out, C_in // groups * tv) weight gradient of one phase through
     conv_grad_w_cl; parts fixed by the shapes, added in order."""
     cig = C_in // groups
-    while rows > 1 and planes * (-(-count[-2] // rows)) < 16:
-        rows = (rows + 1) // 2
-    nitems = planes * (-(-count[-2] // rows))
-    kwp = tv * cigp
-    nparts = max(1, min(nitems, 16, _PART_BYTES // (C_out * kwp * np.dtype(dtype).itemsize)))
-    parts = np.zeros((nparts, C_out, kwp), dtype)
-    ok = _conv.conv_grad_w_cl(xf, gyf, parts.reshape(-1), geo, info, n, N, C_in, C_out,
-                              groups, 0, qseg, rows, nparts, nthreads)
-    if not ok:
-        raise MemoryError('ndconv could not allocate its per-thread workspace')
-    with np.errstate(invalid='ignore', over='ignore'):   # IEEE: inf - inf is NaN
-        g = np.add.reduce(parts, axis=0)
+    rows, nitems = _grad_w_rows(rows, planes, count)
+    g = _sum_of_parts(nitems, C_out, tv * cigp, dtype, lambda parts, nparts:
+                      _conv.conv_grad_w_cl(xf, gyf, parts, geo, info, n, N, C_in, C_out,
+                                           groups, 0, qseg, rows, nparts, nthreads))
     return g.reshape(C_out, tv, cigp)[:, :, :cig].transpose(0, 2, 1).reshape(C_out, cig * tv)
 
 
@@ -405,16 +413,11 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups,
                 psub = math.prod(count)
                 tile, cchunk = _gemm_tile(kw, tv, cig, psub, itemsize)
                 nitems = N * groups * (-(-psub // tile))
-                # Fixed by the shapes alone, never by the thread count.
-                nparts = max(1, min(nitems, 16, _PART_BYTES // (C_out * kw * itemsize)))
-                parts = np.zeros((nparts, C_out, kw), gy.dtype)
-                ok = _conv.conv_grad_w(xf, gyf, parts.reshape(-1), geo, n, N, C_in,
-                                       C_out, groups, 0, tile, cchunk, nparts,
-                                       contiguous and gy[0, 0].size <= _INT_MAX, nthreads)
-                if not ok:
-                    raise MemoryError('ndconv could not allocate its per-thread workspace')
-                with np.errstate(invalid='ignore', over='ignore'):
-                    gsub = np.add.reduce(parts, axis=0)
+                flat_ok = contiguous and gy[0, 0].size <= _INT_MAX
+                gsub = _sum_of_parts(nitems, C_out, kw, gy.dtype, lambda parts, nparts:
+                                     _conv.conv_grad_w(xf, gyf, parts, geo, n, N, C_in,
+                                                       C_out, groups, 0, tile, cchunk,
+                                                       nparts, flat_ok, nthreads))
             with np.errstate(invalid='ignore', over='ignore'):
                 gW[np.ix_(range(C_out), range(cig), *taps)] += gsub.reshape(
                     (C_out, cig) + tuple(len(t) for t in taps))
