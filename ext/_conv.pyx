@@ -653,6 +653,21 @@ ctypedef struct Last:
     const Py_ssize_t* shift   # per tap: a[tl] - m_min
 
 
+cdef inline Py_ssize_t row_offset(const Geom* G, bint ok, Py_ssize_t base,
+                                  Py_ssize_t i2) noexcept nogil:
+    """Offset of the input row at index i2 along axis n - 2 below ``base``
+    (outer_base_n's, ``ok`` its answer), through the pad mode; -1 for a row
+    of zero padding."""
+    cdef Py_ssize_t ax2 = G.n - 2, D2 = G.in_shape[G.n - 2]
+    if not ok:
+        return -1
+    if 0 <= i2 < D2:
+        return base + i2 * G.in_stride[ax2]
+    if G.mode != MODE_CONSTANT:
+        return base + map_index(i2, D2, G.mode) * G.in_stride[ax2]
+    return -1
+
+
 cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
                      Py_ssize_t c0, Py_ssize_t c1, const Py_ssize_t* j,
                      Py_ssize_t i2min, Py_ssize_t nin, Py_ssize_t qs, Py_ssize_t lr,
@@ -698,12 +713,7 @@ cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
                 i2 = i2min + ii
                 pr = pack + (((c - c0) * noo + (where[too] if where != NULL else too)) * nin
                              + ii) * Lt.nslot * ls
-                if ok and not (i2 < 0 or i2 >= D2):
-                    base2 = base + i2 * G.in_stride[ax2]
-                elif ok and G.mode != MODE_CONSTANT:
-                    base2 = base + map_index(i2, D2, G.mode) * G.in_stride[ax2]
-                else:
-                    base2 = -1
+                base2 = row_offset(G, ok, base, i2)
                 if base2 >= 0 and Lt.nslot == 2 and sl == 2 and Lt.rho[0] == 0:
                     copy_run2(pr, pr + ls, xc + base2, 2 * (Lt.m_min + qs), Dl, lr, G.mode)
                     continue
@@ -1209,7 +1219,7 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
     cdef Py_ssize_t L = G.count[last], st = G.step[last]
     cdef Py_ssize_t nrow = jr1 - jr0
     cdef Py_ssize_t nl = G.ntaps[last], n2 = G.ntaps[ax2]
-    cdef Py_ssize_t sl = G.in_step[last], Dl = G.in_shape[last], D2 = G.in_shape[ax2]
+    cdef Py_ssize_t sl = G.in_step[last], Dl = G.in_shape[last]
     cdef const Py_ssize_t* off2 = G.tap_off + G.tap_base[ax2]
     cdef Py_ssize_t s2 = G.in_step[ax2]
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
@@ -1250,12 +1260,7 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
             ok = outer_base_n(G, j, tk, ax2, &base)
             for ii in range(nin):
                 i2 = i2min + ii
-                if ok and not (i2 < 0 or i2 >= D2):
-                    base2 = base + i2 * G.in_stride[ax2]
-                elif ok and G.mode != MODE_CONSTANT:
-                    base2 = base + map_index(i2, D2, G.mode) * G.in_stride[ax2]
-                else:
-                    base2 = -1
+                base2 = row_offset(G, ok, base, i2)
                 for sidx in range(Lt.nslot):
                     dst = stage + (ii * Lt.nslot + sidx) * lr * cig
                     if base2 < 0:
