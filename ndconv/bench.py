@@ -1385,27 +1385,8 @@ def _parser(prog=None):
         prog=prog, description='Time ndconv against PyTorch CPU, SciPy and NumPy '
         'references, case by case; every output is checked against ndconv\'s '
         'before timing.')
-    p.add_argument('--quick', action='store_true',
-                   help='tiny sizes: the whole suite in a few seconds (smoke test)')
-    p.add_argument('--threads', type=int, default=2,
-                   help='threads for ndconv, torch and BLAS (default 2)')
-    p.add_argument('--cases', default=None, metavar='PATTERN',
-                   help='comma-separated case names, globs or substrings '
-                   '(default: all; --list shows them)')
-    p.add_argument('--repeat', type=int, default=7,
-                   help='timed calls per implementation, >= 5 (default 7)')
-    p.add_argument('--memory', nargs='?', const='ndconv', default=None,
-                   choices=('ndconv', 'all'),
-                   help='also measure the peak extra memory of one call in a '
-                   'fresh subprocess (slow); "all" measures the peers too')
-    p.add_argument('--no-speedup', dest='speedup', action='store_false',
-                   help='do not also time ndconv at 1 thread (the speed-up column)')
-    p.add_argument('--cold', action='store_true',
-                   help='time the first call after each pause (no untimed call before '
-                   'it): multi-threaded calls then include the wake-up of idle cores')
-    p.add_argument('--json', metavar='FILE', default=None,
-                   help='also write the header facts and the rows as JSON')
-    p.add_argument('--list', action='store_true', help='list the cases and exit')
+    from .cli import add_bench_arguments
+    add_bench_arguments(p)
     return p
 
 

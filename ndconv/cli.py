@@ -386,6 +386,33 @@ def _bench_figure(plt, path, rows):
 
 # ----------------------------------------------------------------------------
 
+def add_bench_arguments(p):
+    """The benchmark suite's options (`ndconv.bench`), on an argparse parser:
+    ``ndconv bench`` and ``benchmarks/run.py`` share them.  Here, so that
+    building the command's parser does not import the suite."""
+    p.add_argument('--quick', action='store_true',
+                   help='tiny sizes: the whole suite in a few seconds (smoke test)')
+    p.add_argument('--threads', type=int, default=2,
+                   help='threads for ndconv, torch and BLAS (default 2)')
+    p.add_argument('--cases', default=None, metavar='PATTERN',
+                   help='comma-separated case names, globs or substrings '
+                   '(default: all; --list shows them)')
+    p.add_argument('--repeat', type=int, default=7,
+                   help='timed calls per implementation, >= 5 (default 7)')
+    p.add_argument('--memory', nargs='?', const='ndconv', default=None,
+                   choices=('ndconv', 'all'),
+                   help='also measure the peak extra memory of one call in a '
+                   'fresh subprocess (slow); "all" measures the peers too')
+    p.add_argument('--no-speedup', dest='speedup', action='store_false',
+                   help='do not also time ndconv at 1 thread (the speed-up column)')
+    p.add_argument('--cold', action='store_true',
+                   help='time the first call after each pause (no untimed call before '
+                   'it): multi-threaded calls then include the wake-up of idle cores')
+    p.add_argument('--json', metavar='FILE', default=None,
+                   help='also write the header facts and the rows as JSON')
+    p.add_argument('--list', action='store_true', help='list the cases and exit')
+
+
 def parser():
     p = argparse.ArgumentParser(
         prog='ndconv', description='N-dimensional convolution, pooling and '
@@ -405,25 +432,7 @@ def parser():
                    help='write a figure of the middle slices (needs matplotlib)')
     s.set_defaults(func=cmd_demo)
     s = sub.add_parser('bench', help='the benchmark suite: ndconv against its peers')
-    s.add_argument('--quick', action='store_true',
-                   help='tiny sizes: the whole suite in seconds (timings meaningless)')
-    s.add_argument('--threads', type=int, default=2, help='threads (default 2)')
-    s.add_argument('--repeat', type=int, default=7,
-                   help='timed calls per implementation, >= 5 (default 7)')
-    s.add_argument('--cases', default=None, metavar='PATTERN',
-                   help='comma-separated case names, globs or substrings')
-    s.add_argument('--memory', nargs='?', const='ndconv', default=None,
-                   choices=('ndconv', 'all'),
-                   help='also measure the peak extra memory of one call in a fresh '
-                   'subprocess (slow); "all" measures the peers too')
-    s.add_argument('--no-speedup', dest='speedup', action='store_false',
-                   help='do not also time ndconv at 1 thread for the speed-up column')
-    s.add_argument('--cold', action='store_true',
-                   help='time the first call after each pause (no untimed call before '
-                   'it): multi-threaded calls then include the wake-up of idle cores')
-    s.add_argument('--list', action='store_true', help='list the cases and exit')
-    s.add_argument('--json', metavar='FILE', default=None,
-                   help='also write the header facts and the rows as JSON')
+    add_bench_arguments(s)
     s.add_argument('--plot', metavar='FILE.png', default=None,
                    help='write a bar chart of the times (needs matplotlib)')
     s.set_defaults(func=cmd_bench)
