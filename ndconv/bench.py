@@ -789,38 +789,21 @@ def _impl_threads(name, n):
 # up to ~0.1 s after a call, and would otherwise be timed against whichever
 # implementation runs next on the same two cores.
 SETTLE = 0.15
-# How each timed call is prepared (see _time_interleaved): primed (untimed
-# calls of the same implementation for at least PRIME seconds right before
-# it) or cold.
-_PRIME = {'on': False}
+# With prime (the default; --cold turns it off), each timed call follows
+# untimed calls of the same implementation, at least one and at least PRIME
+# seconds of them.  After the pause an idle core can take milliseconds to
+# wake, in steps of the kernel's 4 ms tick on the machine this suite was
+# written on (a 0.15 ms two-thread call took 1.9, 5.8 or 9.8 ms after a 0.15 s
+# sleep, for ndconv's OpenMP team and PyTorch's alike), and the next few calls
+# still ran slower than in a loop; the primer calls pay that, and the timed
+# call finds its library's threads running, as in any loop of calls.
 PRIME = 0.02
 
 
-@contextlib.contextmanager
-def _primed(enabled=True):
-    """Precede each timed call by untimed calls of the same implementation,
-    at least one and at least PRIME seconds of them.
-
-    After the pause an idle core can take milliseconds to wake, in steps of
-    the kernel's 4 ms tick on the machine this suite was written on (a
-    0.15 ms two-thread call took 1.9, 5.8 or 9.8 ms after a 0.15 s sleep, for
-    ndconv's OpenMP team and PyTorch's alike), and the next few calls still
-    ran slower than in a loop; the primer calls pay that, and the timed call
-    finds its library's threads running, as in any loop of calls.
-    ``enabled=False`` (``--cold``) times the first call after the sleep
-    instead."""
-    saved = _PRIME['on']
-    _PRIME['on'] = enabled
-    try:
-        yield
-    finally:
-        _PRIME['on'] = saved
-
-
-def _time_interleaved(fns, repeat, settle=SETTLE):
+def _time_interleaved(fns, repeat, settle=SETTLE, prime=True):
     """Times (s) of each callable, timed in turn: a, b, c, a, b, c, ...
     Every call starts ``settle`` seconds after the previous one ended, right
-    after an untimed call of the same callable when primed (see _primed).
+    after untimed calls of the same callable with ``prime`` (see PRIME).
     The collector is off while timing (results are freed by reference
     counting as each call returns)."""
     times = [[] for _ in fns]
@@ -833,7 +816,7 @@ def _time_interleaved(fns, repeat, settle=SETTLE):
             for i, f in enumerate(fns):
                 if settle:
                     time.sleep(settle)
-                    if _PRIME['on']:
+                    if prime:
                         end = time.perf_counter() + PRIME
                         f()
                         while time.perf_counter() < end:
@@ -938,7 +921,7 @@ def _row(case, spec, impl, **kw):
     return row
 
 
-def _run_case(case, threads, repeat, quick, memory, speedup=True):
+def _run_case(case, threads, repeat, quick, memory, speedup=True, prime=True):
     nd = _pkg()
     if case.needs and not callable(getattr(nd, case.needs, None)):
         return [_row(case, None, 'ndconv', status='skipped',
@@ -989,7 +972,8 @@ def _run_case(case, threads, repeat, quick, memory, speedup=True):
     # ndconv at 1 thread is one more timed function of the same loop (last);
     # it gives the speed-up only, not a row of its own nor a ratio.
     one = [_at_one_thread(fns[0][1])] if speedup and threads > 1 else []
-    times = _time_interleaved([f for _, f in fns] + one, repeat, 0 if quick else SETTLE)
+    times = _time_interleaved([f for _, f in fns] + one, repeat, 0 if quick else SETTLE,
+                              prime)
     for (row, _), t in zip(fns, times):
         ms = statistics.median(t) * 1e3
         row.update(ms=ms, times=[s * 1e3 for s in t],
@@ -1047,7 +1031,7 @@ def run(cases=None, threads=2, repeat=7, quick=False, progress=None, memory=None
         interleaved loop (ndconv's row gets ``ms_1thread`` and ``speedup``).
     cold : bool
         Time the first call after each pause, without the untimed primer
-        call (see `_primed`): multi-threaded calls then include the time an
+        calls (see PRIME): multi-threaded calls then include the time an
         idle core takes to wake.
 
     Returns
@@ -1074,13 +1058,13 @@ def run(cases=None, threads=2, repeat=7, quick=False, progress=None, memory=None
         memory = 'ndconv'
     selected = _select(cases)
     rows = []
-    with _threads(threads), _primed(not cold and not quick):
+    with _threads(threads):
         for i, case in enumerate(selected):
             if progress is not None:
                 progress(i, len(selected), case.name)
             if not quick:               # free the last case's arrays held in cycles
                 gc.collect()
-            rows.extend(_run_case(case, threads, repeat, quick, memory, speedup))
+            rows.extend(_run_case(case, threads, repeat, quick, memory, speedup, not cold))
         if progress is not None:
             progress(len(selected), len(selected), None)
     return rows
@@ -1098,10 +1082,10 @@ def geomean_ratio(rows):
 # ----------------------------------------------------------------------------
 # This machine's limits and the header.
 
-def _median_seconds(fn, repeat, settle):
+def _median_seconds(fn, repeat, settle, prime=True):
     """Median time (s) of ``fn``, timed as the cases' calls are: a warm-up,
     then ``repeat`` calls, each ``settle`` seconds after the last."""
-    return statistics.median(_time_interleaved([fn], repeat, settle)[0])
+    return statistics.median(_time_interleaved([fn], repeat, settle, prime)[0])
 
 
 def machine(threads=2, quick=False, repeat=7, cold=False):
@@ -1133,7 +1117,8 @@ def machine(threads=2, quick=False, repeat=7, cold=False):
         pass
     info['cores'] = os.cpu_count()
     info['pause'] = 'cold' if cold or quick else 'primed'
-    with _threads(threads), _primed(info['pause'] == 'primed'):
+    prime = info['pause'] == 'primed'
+    with _threads(threads):
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             nd.show_config()
@@ -1156,13 +1141,14 @@ def machine(threads=2, quick=False, repeat=7, cold=False):
             a = rng.standard_normal((m, m)).astype(dt)
             b = rng.standard_normal((m, m)).astype(dt)
             c = np.empty((m, m), dt)
-            t = _median_seconds(lambda a=a, b=b, c=c: np.dot(a, b, out=c), repeat, settle)
+            t = _median_seconds(lambda a=a, b=b, c=c: np.dot(a, b, out=c), repeat, settle,
+                                prime)
             info[key] = 2.0 * m ** 3 / t / 1e9
             del a, b, c
         count = (1 << 20) if quick else (32 << 20)          # 4 MiB or 128 MiB
         src = np.ones(count, np.float32)
         dst = np.zeros(count, np.float32)
-        t = _median_seconds(lambda: np.copyto(dst, src), repeat, settle)
+        t = _median_seconds(lambda: np.copyto(dst, src), repeat, settle, prime)
         info['copy_mib'] = src.nbytes / _MIB
         info['copy_gbs'] = 2.0 * src.nbytes / t / 1e9
     return info

@@ -260,7 +260,7 @@ def test_limits_are_timed_like_the_calls(monkeypatch):
     # each call SETTLE seconds after the last (0 with quick).
     calls = []
 
-    def fake_timer(fns, repeat, settle=bench.SETTLE):
+    def fake_timer(fns, repeat, settle=bench.SETTLE, prime=True):
         calls.append((len(fns), repeat, settle))
         return [[0.010] * repeat for _ in fns]
     monkeypatch.setattr(bench, '_time_interleaved', fake_timer)
@@ -359,18 +359,15 @@ def test_primed_timing_calls_each_function_once_more_per_round(monkeypatch):
     monkeypatch.setattr(bench, 'PRIME', 0.0)         # one primer call per round
     calls = []
     fns = [lambda: calls.append('a'), lambda: calls.append('b')]
-    with bench._primed(True):
-        times = bench._time_interleaved(fns, 5, settle=0.1)
+    times = bench._time_interleaved(fns, 5, settle=0.1, prime=True)
     assert [len(t) for t in times] == [5, 5]
     # warm-up a, b; then per round: primer + timed call of a, then of b
     assert calls == ['a', 'b'] + ['a', 'a', 'b', 'b'] * 5
     del calls[:]
-    with bench._primed(False):
-        bench._time_interleaved(fns, 5, settle=0.1)
+    bench._time_interleaved(fns, 5, settle=0.1, prime=False)
     assert calls == ['a', 'b'] + ['a', 'b'] * 5
     del calls[:]
-    with bench._primed(True):           # no pause (quick): nothing to prime
-        bench._time_interleaved(fns, 5, settle=0)
+    bench._time_interleaved(fns, 5, settle=0, prime=True)   # no pause (quick): no primer
     assert calls == ['a', 'b'] + ['a', 'b'] * 5
 
 
@@ -384,8 +381,7 @@ def test_primer_calls_last_at_least_prime_seconds(monkeypatch):
         calls.append(clock[0])
         clock[0] += 0.004                             # each call "takes" 4 ms
     monkeypatch.setattr(bench, 'PRIME', 0.02)
-    with bench._primed(True):
-        times = bench._time_interleaved([f], 5, settle=0.1)
+    times = bench._time_interleaved([f], 5, settle=0.1, prime=True)
     # warm-up, then per round 5 primer calls (20 ms) and the timed one
     assert len(calls) == 1 + 5 * 6
     assert all(abs(t - 0.004) < 1e-12 for t in times[0])
