@@ -40,13 +40,20 @@ cdef extern from "ndconv_mk.h" nogil:
     void ndconv_mk_f64(int mr, Py_ssize_t K, const double* A, Py_ssize_t lda,
                        const double** ptrs, Py_ssize_t q0, double* C, Py_ssize_t ldc,
                        int init, const double* bias)
+    void ndconv_mks_f32(int mr, Py_ssize_t K, const float* A, Py_ssize_t lda,
+                        const float** ptrs, Py_ssize_t q0, float* C, Py_ssize_t ldc,
+                        int init, const float* bias)
+    void ndconv_mks_f64(int mr, Py_ssize_t K, const double* A, Py_ssize_t lda,
+                        const double** ptrs, Py_ssize_t q0, double* C, Py_ssize_t ldc,
+                        int init, const double* bias)
     void ndconv_prefetch(const void* p, Py_ssize_t nbytes)
     void ndconv_transpose_f32(const float* src, Py_ssize_t lds, float* dst, Py_ssize_t ldd,
-                              Py_ssize_t rows, Py_ssize_t cols)
+                              Py_ssize_t rows, Py_ssize_t cols, int cols_outer)
     void ndconv_transpose_f64(const double* src, Py_ssize_t lds, double* dst, Py_ssize_t ldd,
-                              Py_ssize_t rows, Py_ssize_t cols)
-    void ndconv_deint2_f32(float* d0, float* d1, const float* src, Py_ssize_t n)
-    void ndconv_deint2_f64(double* d0, double* d1, const double* src, Py_ssize_t n)
+                              Py_ssize_t rows, Py_ssize_t cols, int cols_outer)
+    void ndconv_deint_f32(float* d, Py_ssize_t ld, const float* src, Py_ssize_t n, Py_ssize_t s)
+    void ndconv_deint_f64(double* d, Py_ssize_t ld, const double* src, Py_ssize_t n,
+                          Py_ssize_t s)
     void ndconv_rk_f32(Py_ssize_t nrow, Py_ssize_t lq, const float* Y, Py_ssize_t ldyr,
                        Py_ssize_t ldyi, const float** P, Py_ssize_t ldp, float* G)
     void ndconv_rk_f64(Py_ssize_t nrow, Py_ssize_t lq, const double* Y, Py_ssize_t ldyr,
@@ -293,24 +300,24 @@ cdef inline floating padded_cell(const floating* row, Py_ssize_t i, Py_ssize_t s
     return row[i] if i >= 0 else 0
 
 
-cdef inline void copy_run2(floating* d0, floating* d1, const floating* row,
-                           Py_ssize_t i0, Py_ssize_t size, Py_ssize_t run,
-                           int mode) noexcept nogil:
-    """copy_run of both residues of stride 2 in one pass: d0[q] = padded
-    row[i0 + 2q], d1[q] = padded row[i0 + 2q + 1] for q < run."""
-    cdef Py_ssize_t q, qlo, qhi
-    valid_range(i0, 2, size - 1, run, &qlo, &qhi)   # both cells inside
+cdef inline void copy_slots(floating* d, Py_ssize_t ld, const floating* row,
+                            Py_ssize_t i0, Py_ssize_t s, Py_ssize_t size, Py_ssize_t run,
+                            int mode) noexcept nogil:
+    """copy_run of all s residues of stride s in one pass: d[r * ld + q] =
+    padded row[i0 + s * q + r] for r < s, q < run."""
+    cdef Py_ssize_t q, qlo, qhi, r
+    valid_range(i0, s, size - (s - 1), run, &qlo, &qhi)   # all s cells inside
     for q in range(qlo):
-        d0[q] = padded_cell(row, i0 + 2 * q, size, mode)
-        d1[q] = padded_cell(row, i0 + 2 * q + 1, size, mode)
+        for r in range(s):
+            d[r * ld + q] = padded_cell(row, i0 + s * q + r, size, mode)
     if qhi > qlo:
         if floating is float:
-            ndconv_deint2_f32(d0 + qlo, d1 + qlo, row + i0 + 2 * qlo, qhi - qlo)
+            ndconv_deint_f32(d + qlo, ld, row + i0 + s * qlo, qhi - qlo, s)
         else:
-            ndconv_deint2_f64(d0 + qlo, d1 + qlo, row + i0 + 2 * qlo, qhi - qlo)
+            ndconv_deint_f64(d + qlo, ld, row + i0 + s * qlo, qhi - qlo, s)
     for q in range(qhi, run):
-        d0[q] = padded_cell(row, i0 + 2 * q, size, mode)
-        d1[q] = padded_cell(row, i0 + 2 * q + 1, size, mode)
+        for r in range(s):
+            d[r * ld + q] = padded_cell(row, i0 + s * q + r, size, mode)
 
 
 cdef inline void axpy_run(floating* acc, floating wv, const floating* row,
@@ -688,6 +695,10 @@ cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
     cdef floating* pr
     cdef floating* dst
     cdef bint ok
+    # Every residue of the stride, in order: one de-interleaving pass a row.
+    cdef bint all_slots = 1 < sl == Lt.nslot
+    for sidx in range(Lt.nslot):
+        all_slots = all_slots and Lt.rho[sidx] == sidx
     for c in range(c0, c1):
         xc = xg + c * G.in_vol
         for a in range(ax2):
@@ -714,8 +725,8 @@ cdef void pack_block(const Geom* G, const Last* Lt, const floating* xg,
                 pr = pack + (((c - c0) * noo + (where[too] if where != NULL else too)) * nin
                              + ii) * Lt.nslot * ls
                 base2 = row_offset(G, ok, base, i2)
-                if base2 >= 0 and Lt.nslot == 2 and sl == 2 and Lt.rho[0] == 0:
-                    copy_run2(pr, pr + ls, xc + base2, 2 * (Lt.m_min + qs), Dl, lr, G.mode)
+                if base2 >= 0 and all_slots:
+                    copy_slots(pr, ls, xc + base2, sl * (Lt.m_min + qs), sl, Dl, lr, G.mode)
                     continue
                 for sidx in range(Lt.nslot):
                     dst = pr + sidx * ls
@@ -768,13 +779,27 @@ cdef inline void block_rows_in(const Geom* G, Py_ssize_t jr0, Py_ssize_t jr1,
     nin[0] = hi + (jr1 - 1) * G.in_step[ax2] - i2min[0] + 1
 
 
+cdef inline void prefetch_out_row(const Geom* G, Py_ssize_t* j, Py_ssize_t jrow,
+                                  floating* outg, Py_ssize_t cog, Py_ssize_t qs,
+                                  Py_ssize_t lq) noexcept nogil:
+    """Ask for the output cells [qs, qs + lq) of row jrow (along axis n - 2)
+    of every channel: they are about to be written, and a freshly allocated
+    output is rarely in the cache.  Sets j[n - 2] to jrow."""
+    cdef Py_ssize_t co, o, st = G.step[G.n - 1]
+    j[G.n - 2] = jrow
+    o = out_offset(G, j) + qs * st
+    for co in range(cog):
+        ndconv_prefetch(outg + co * G.out_vol + o, ((lq - 1) * st + 1) * sizeof(floating))
+
+
 cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
                          const floating* wtg, const floating* bg, floating* outg,
                          Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t cchunk,
                          Py_ssize_t qseg, Py_ssize_t plane, Py_ssize_t jr0,
                          Py_ssize_t jr1, floating* pack, Py_ssize_t ls,
                          const floating** ptrs, floating* acc, Py_ssize_t lp,
-                         bint flat, const Py_ssize_t* where, Py_ssize_t only) noexcept nogil:
+                         bint flat, bint swap, const Py_ssize_t* where,
+                         Py_ssize_t only) noexcept nogil:
     """Output rows jr0 <= j[n-2] < jr1 of one plane (a fixed index of the axes
     before n - 2) of one (batch, group) block; n >= 2.  ``where`` and
     ``only`` go to pack_block (see conv_implicit's runs of planes).
@@ -784,6 +809,11 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
     block are one flattened run of nrow * ls cells: output (r, q) is cell
     r * ls + q, and the cells q >= row of each row are computed and dropped.
     Short rows then fill the micro-kernel's NR columns; acc is (cog, lp).
+
+    With ``swap`` (cog a multiple of NR), the swapped micro-kernel puts the
+    cells of a row on its MR rows and the output channels on its NR
+    columns, so a row costs no rounding up to NR; acc is (rows, lp, cog),
+    cell-major, and is transposed on the way out.
 
     Each row is cut into segments of at most qseg outputs; each segment is
     computed in channel chunks: the input rows the block reads are packed
@@ -814,7 +844,7 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
         lq = min(qseg, L - qs)
         # One channel chunk, unit output step and whole NR blocks: the
         # micro-kernel writes the output itself, no accumulator.
-        direct = cchunk >= cig and st == 1 and lq % nr == 0 and not flat
+        direct = cchunk >= cig and st == 1 and lq % nr == 0 and not flat and not swap
         c0 = 0
         while c0 < cig:
             c1 = min(c0 + cchunk, cig)
@@ -822,7 +852,36 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
                        where, only)
             # Row jr0 + r reads the packed rows of row jr0 moved by r * rstep.
             row_ptrs(G, Lt, pack, ls, c1 - c0, nin, i2min, jr0, ptrs, where)
+            if swap:
+                nblk = (lq + mrmax - 1) // mrmax        # cell blocks of a row
+                co0 = 0
+                while co0 < cog:
+                    for r in range(nrow):
+                        if co0 + nr >= cog and c1 == cig:   # the row is written next
+                            prefetch_out_row(G, j, jr0 + r, outg, cog, qs, lq)
+                        q0 = 0
+                        for blk in range(nblk):
+                            mr = (lq - q0 + nblk - blk - 1) // (nblk - blk)
+                            if floating is float:
+                                ndconv_mks_f32(<int>mr, (c1 - c0) * G.tv,
+                                               wtg + c0 * G.tv * cog + co0, cog,
+                                               <const float**>ptrs, q0 + r * rstep,
+                                               acc + (r * lp + q0) * cog + co0, cog,
+                                               c0 == 0, bg + co0 if bg != NULL else NULL)
+                            else:
+                                ndconv_mks_f64(<int>mr, (c1 - c0) * G.tv,
+                                               wtg + c0 * G.tv * cog + co0, cog,
+                                               <const double**>ptrs, q0 + r * rstep,
+                                               acc + (r * lp + q0) * cog + co0, cog,
+                                               c0 == 0, bg + co0 if bg != NULL else NULL)
+                            q0 += mr
+                    co0 += nr
+                c0 = c1
+                continue
             if flat:
+                if c1 == cig:
+                    for r in range(nrow):
+                        prefetch_out_row(G, j, jr0 + r, outg, cog, qs, lq)
                 co0 = 0
                 for blk in range(nblk):
                     mr = (cog - co0 + nblk - blk - 1) // (nblk - blk)
@@ -843,6 +902,8 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
                 c0 = c1
                 continue
             for r in range(nrow):
+                if c1 == cig:
+                    prefetch_out_row(G, j, jr0 + r, outg, cog, qs, lq)
                 if direct:      # the micro-kernel's NR columns end inside the row
                     j[ax2] = jr0 + r
                     accr = outg + out_offset(G, j) + qs
@@ -878,6 +939,18 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
         for r in range(nrow):
             j[ax2] = jr0 + r
             o = out_offset(G, j)
+            if swap:
+                src = acc + r * lp * cog
+                if st == 1:
+                    if floating is float:
+                        ndconv_transpose_f32(src, cog, outg + o + qs, G.out_vol, lq, cog, 1)
+                    else:
+                        ndconv_transpose_f64(src, cog, outg + o + qs, G.out_vol, lq, cog, 1)
+                else:
+                    for q in range(lq):
+                        for co in range(cog):
+                            outg[co * G.out_vol + o + (qs + q) * st] = src[q * cog + co]
+                continue
             for co in range(cog):
                 if flat:
                     src = acc + co * lp + r * ls
@@ -973,7 +1046,7 @@ ctypedef struct Phase:
     Py_ssize_t cchunk, qseg, rows
     Py_ssize_t nplanes, nblocks, first   # work items: [first, first + N*groups*nplanes*nblocks)
     Py_ssize_t ls, lp
-    bint flat
+    bint flat, swap
     Py_ssize_t prun         # planes per work item (a run along axis 0, n == 3)
     Py_ssize_t nruns, noo
 
@@ -997,14 +1070,16 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
     """Every phase of a correlation by implicit GEMM (n >= 2), in one
     parallel region.
 
-    ``table`` has one row of 6 per phase: offsets of its geometry in
+    ``table`` has one row of 7 per phase: offsets of its geometry in
     ``geos``, of its last-axis layout in ``infos`` ([nslot, m_min, span,
     rho[nslot], slot[ntaps_last], shift[ntaps_last]], see Last) and of its
     packed kernel in ``wt`` ((groups, C_in // groups * tv, C_out // groups));
-    then its channel chunk, row segment and row-block length (output rows
-    along axis n - 2 in one work item).  Work items of all phases share one
-    dynamic schedule; each writes its own output cells."""
-    cdef Py_ssize_t nph = table.shape[0] // 6
+    then its channel chunk, row segment, row-block length (output rows
+    along axis n - 2 in one work item) and whether it runs swapped blocks
+    (see implicit_block; C_out // groups must then be a multiple of NR).
+    Work items of all phases share one dynamic schedule; each writes its own
+    output cells."""
+    cdef Py_ssize_t nph = table.shape[0] // 7
     cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
     cdef Py_ssize_t p, it, b, g, pl, pp, t, jr0, lq, nin, i2min, nitems = 0, cnt
@@ -1028,12 +1103,12 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
         return False
     for p in range(nph):
         P = &ph[p]
-        P.G = _geom(geos[table[6 * p]:], n, mode)
-        P.Lt = _last(&infos[table[6 * p + 1]], P.G.ntaps[n - 1])
-        P.wt_off = table[6 * p + 2]
-        P.cchunk = table[6 * p + 3]
-        P.qseg = table[6 * p + 4]
-        P.rows = table[6 * p + 5]
+        P.G = _geom(geos[table[7 * p]:], n, mode)
+        P.Lt = _last(&infos[table[7 * p + 1]], P.G.ntaps[n - 1])
+        P.wt_off = table[7 * p + 2]
+        P.cchunk = table[7 * p + 3]
+        P.qseg = table[7 * p + 4]
+        P.rows = table[7 * p + 5]
         cnt = P.G.count[n - 1] * P.G.count[n - 2]
         P.nplanes = P.G.psub // cnt if cnt > 0 else 0
         P.nblocks = (P.G.count[n - 2] + P.rows - 1) // P.rows
@@ -1057,13 +1132,18 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
         P.first = nitems
         nitems += N * groups * P.nruns * P.nblocks
         lq = min(P.qseg, P.G.count[n - 1])
+        P.swap = table[7 * p + 6] != 0 and cog % nr == 0
         # Flattened rows where they waste fewer of the NR columns than
         # rounding each row up to NR does (see implicit_block).
-        P.flat = (P.Lt.nslot == 1 and P.G.in_step[n - 2] == 1 and lq == P.G.count[n - 1]
-                  and P.rows > 1 and P.Lt.span < (lq + nr - 1) // nr * nr - lq)
+        P.flat = (not P.swap and P.Lt.nslot == 1 and P.G.in_step[n - 2] == 1
+                  and lq == P.G.count[n - 1] and P.rows > 1
+                  and P.Lt.span < (lq + nr - 1) // nr * nr - lq)
         if P.flat:
             P.ls = lq + P.Lt.span
             P.lp = (P.rows * P.ls + nr - 1) // nr * nr
+        elif P.swap:
+            P.lp = lq
+            P.ls = (lq + P.Lt.span + nr + 15) // 16 * 16
         else:
             P.lp = (lq + nr - 1) // nr * nr
             P.ls = (lq + P.Lt.span + nr + 15) // 16 * 16     # whole 64-byte lines
@@ -1104,7 +1184,7 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
                                        op + (b * C_out + g * cog) * P.G.out_vol,
                                        cig, cog, P.cchunk, P.qseg, pl + pp, jr0,
                                        min(jr0 + P.rows, P.G.count[n - 2]),
-                                       pack, P.ls, ptrs, acc, P.lp, P.flat,
+                                       pack, P.ls, ptrs, acc, P.lp, P.flat, P.swap,
                                        where if P.prun > 1 else NULL,
                                        P.noo - 1 if pp > 0 and P.prun > 1 else -1)
             free(pack)
@@ -1243,9 +1323,9 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
             o = out_offset(G, j) + qs * st
             if st == 1:
                 if floating is float:
-                    ndconv_transpose_f32(gyg + o, G.out_vol, ybuf + r * lq * cog, cog, cog, lq)
+                    ndconv_transpose_f32(gyg + o, G.out_vol, ybuf + r * lq * cog, cog, cog, lq, 0)
                 else:
-                    ndconv_transpose_f64(gyg + o, G.out_vol, ybuf + r * lq * cog, cog, cog, lq)
+                    ndconv_transpose_f64(gyg + o, G.out_vol, ybuf + r * lq * cog, cog, cog, lq, 0)
                 continue
             for co in range(cog):
                 src = gyg + co * G.out_vol + o
@@ -1270,9 +1350,9 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
                         copy_run(row + c * lr, xg + c * G.in_vol + base2,
                                  sl * (Lt.m_min + qs) + Lt.rho[sidx], sl, Dl, lr, G.mode)
                     if floating is float:
-                        ndconv_transpose_f32(row, lr, dst, cig, cig, lr)
+                        ndconv_transpose_f32(row, lr, dst, cig, cig, lr, 0)
                     else:
-                        ndconv_transpose_f64(row, lr, dst, cig, cig, lr)
+                        ndconv_transpose_f64(row, lr, dst, cig, cig, lr, 0)
             for t2 in range(n2):
                 for tl in range(nl):
                     tap = (too * n2 + t2) * nl + tl

@@ -11,6 +11,17 @@
  * ldc apart and NR wide; the caller keeps NR - 1 readable cells after the end
  * of every packed row.
  *
+ * The swapped kernels (mks_*) take the same arguments with the roles of the
+ * two operands exchanged: output cells are the MR rows and output channels
+ * the NR columns,
+ *
+ *     C[i][v] (+)= sum_k ptrs[k][q0 + i] * A[k * lda + v],  i < mr, v < NR
+ *
+ * and with init set C[i][v] starts from bias[v].  A row of few outputs (55,
+ * say) then costs no rounding up to NR, as long as the channels fill NR.
+ * Each output is still summed over k in order, starting from its bias, so
+ * both orientations give the same bits.
+ *
  * Each ISA gets its own copy, compiled with a target attribute, so the module
  * itself is built for baseline x86-64 and picks the widest kernel at run time.
  */
@@ -30,13 +41,17 @@ typedef void (*mk_f64_t)(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda,
                          const double *const *ptrs, Py_ssize_t q0, double *C,
                          Py_ssize_t ldc, int init, const double *bias);
 
-/* The block body for a compile-time MR; VT holds W lanes, NR = 2 * W. */
-#define NDCONV_MK_BODY(MR, T, VT, W, LOADU, STOREU, SET1, FMADD)              \
+/* The block body for a compile-time MR; VT holds W lanes, NR = 2 * W.
+ * SWAP (a constant) selects the swapped kernel. */
+#define NDCONV_MK_BODY(MR, T, VT, W, LOADU, STOREU, SET1, FMADD, SWAP)        \
     do {                                                                      \
         VT c0[MR], c1[MR];                                                    \
         _Pragma("GCC unroll 16")                                              \
         for (int i = 0; i < MR; i++) {                                        \
-            if (init) {                                                       \
+            if (init && SWAP) {                                               \
+                c0[i] = bias ? LOADU(bias) : SET1((T)0);                      \
+                c1[i] = bias ? LOADU(bias + W) : SET1((T)0);                  \
+            } else if (init) {                                                \
                 c0[i] = SET1(bias ? bias[i] : (T)0);                          \
                 c1[i] = c0[i];                                                \
             } else {                                                          \
@@ -45,8 +60,8 @@ typedef void (*mk_f64_t)(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda,
             }                                                                 \
         }                                                                     \
         for (Py_ssize_t k = 0; k < K; k++) {                                  \
-            const T *p = ptrs[k] + q0;                                        \
-            const T *a = A + k * lda;                                         \
+            const T *p = SWAP ? A + k * lda : ptrs[k] + q0;                   \
+            const T *a = SWAP ? ptrs[k] + q0 : A + k * lda;                   \
             VT b0 = LOADU(p), b1 = LOADU(p + W);                              \
             _Pragma("GCC unroll 16")                                          \
             for (int i = 0; i < MR; i++) {                                    \
@@ -62,10 +77,33 @@ typedef void (*mk_f64_t)(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda,
         }                                                                     \
     } while (0)
 
-#define NDCONV_MK_CASE(MR, T, VT, W, LOADU, STOREU, SET1, FMADD)              \
+#define NDCONV_MK_CASE(MR, S, T, VT, W, LOADU, STOREU, SET1, FMADD)           \
     case MR:                                                                  \
-        NDCONV_MK_BODY(MR, T, VT, W, LOADU, STOREU, SET1, FMADD);             \
+        NDCONV_MK_BODY(MR, T, VT, W, LOADU, STOREU, SET1, FMADD, S);          \
         break;
+
+/* The cases for MR = 1 .. 6 (or 14) of one ISA and orientation S. */
+#define NDCONV_MK_SWITCH6(CASE, S)                                            \
+    switch (mr) {                                                             \
+        CASE(1, S) CASE(2, S) CASE(3, S) CASE(4, S) CASE(5, S) CASE(6, S)      \
+    }
+#define NDCONV_MK_SWITCH14(CASE, S)                                           \
+    switch (mr) {                                                             \
+        CASE(1, S) CASE(2, S) CASE(3, S) CASE(4, S) CASE(5, S) CASE(6, S)      \
+        CASE(7, S) CASE(8, S) CASE(9, S) CASE(10, S) CASE(11, S) CASE(12, S)   \
+        CASE(13, S) CASE(14, S)                                               \
+    }
+
+/* Both orientations of one ISA and type: NAME and its swapped twin. */
+#define NDCONV_MK_DEFINE(TARGET, NAME, SNAME, T, SWITCH, CASE)                \
+    TARGET static void NAME(int mr, Py_ssize_t K, const T *A, Py_ssize_t lda,   \
+                            const T *const *ptrs, Py_ssize_t q0, T *C,        \
+                            Py_ssize_t ldc, int init, const T *bias)          \
+    { SWITCH(CASE, 0) }                                                       \
+    TARGET static void SNAME(int mr, Py_ssize_t K, const T *A, Py_ssize_t lda,  \
+                             const T *const *ptrs, Py_ssize_t q0, T *C,       \
+                             Py_ssize_t ldc, int init, const T *bias)         \
+    { SWITCH(CASE, 1) }
 
 /* ---- portable C: GCC vector extensions, whatever the baseline ISA has ---- */
 
@@ -81,28 +119,11 @@ static inline void ndconv_st2d(double *p, ndconv_v2d v) { __builtin_memcpy(p, &v
 static inline ndconv_v2d ndconv_set2d(double a) { ndconv_v2d v = {a, a}; return v; }
 static inline ndconv_v2d ndconv_fma2d(ndconv_v2d a, ndconv_v2d b, ndconv_v2d c) { return c + a * b; }
 
-#define NDCONV_GENERIC_F(MR) NDCONV_MK_CASE(MR, float, ndconv_v4f, 4, ndconv_ld4f, ndconv_st4f, ndconv_set4f, ndconv_fma4f)
-#define NDCONV_GENERIC_D(MR) NDCONV_MK_CASE(MR, double, ndconv_v2d, 2, ndconv_ld2d, ndconv_st2d, ndconv_set2d, ndconv_fma2d)
+#define NDCONV_GENERIC_F(MR, S) NDCONV_MK_CASE(MR, S, float, ndconv_v4f, 4, ndconv_ld4f, ndconv_st4f, ndconv_set4f, ndconv_fma4f)
+#define NDCONV_GENERIC_D(MR, S) NDCONV_MK_CASE(MR, S, double, ndconv_v2d, 2, ndconv_ld2d, ndconv_st2d, ndconv_set2d, ndconv_fma2d)
 
-static void mk_f32_generic(int mr, Py_ssize_t K, const float *A, Py_ssize_t lda,
-                           const float *const *ptrs, Py_ssize_t q0, float *C,
-                           Py_ssize_t ldc, int init, const float *bias)
-{
-    switch (mr) {
-        NDCONV_GENERIC_F(1) NDCONV_GENERIC_F(2) NDCONV_GENERIC_F(3) NDCONV_GENERIC_F(4)
-        NDCONV_GENERIC_F(5) NDCONV_GENERIC_F(6)
-    }
-}
-
-static void mk_f64_generic(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda,
-                           const double *const *ptrs, Py_ssize_t q0, double *C,
-                           Py_ssize_t ldc, int init, const double *bias)
-{
-    switch (mr) {
-        NDCONV_GENERIC_D(1) NDCONV_GENERIC_D(2) NDCONV_GENERIC_D(3) NDCONV_GENERIC_D(4)
-        NDCONV_GENERIC_D(5) NDCONV_GENERIC_D(6)
-    }
-}
+NDCONV_MK_DEFINE(, mk_f32_generic, mks_f32_generic, float, NDCONV_MK_SWITCH6, NDCONV_GENERIC_F)
+NDCONV_MK_DEFINE(, mk_f64_generic, mks_f64_generic, double, NDCONV_MK_SWITCH6, NDCONV_GENERIC_D)
 
 #define NDCONV_MR_GENERIC 6
 #define NDCONV_NR_F32_GENERIC 8
@@ -114,61 +135,21 @@ static void mk_f64_generic(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda
 
 /* ---- AVX2 + FMA: 16 registers, MR <= 6 with two vectors a row ---- */
 
-#define NDCONV_AVX2_F(MR) NDCONV_MK_CASE(MR, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps)
-#define NDCONV_AVX2_D(MR) NDCONV_MK_CASE(MR, double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd)
+#define NDCONV_AVX2_F(MR, S) NDCONV_MK_CASE(MR, S, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps)
+#define NDCONV_AVX2_D(MR, S) NDCONV_MK_CASE(MR, S, double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd)
+#define NDCONV_AVX2_TARGET __attribute__((target("avx2,fma")))
 
-__attribute__((target("avx2,fma")))
-static void mk_f32_avx2(int mr, Py_ssize_t K, const float *A, Py_ssize_t lda,
-                        const float *const *ptrs, Py_ssize_t q0, float *C,
-                        Py_ssize_t ldc, int init, const float *bias)
-{
-    switch (mr) {
-        NDCONV_AVX2_F(1) NDCONV_AVX2_F(2) NDCONV_AVX2_F(3) NDCONV_AVX2_F(4)
-        NDCONV_AVX2_F(5) NDCONV_AVX2_F(6)
-    }
-}
-
-__attribute__((target("avx2,fma")))
-static void mk_f64_avx2(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda,
-                        const double *const *ptrs, Py_ssize_t q0, double *C,
-                        Py_ssize_t ldc, int init, const double *bias)
-{
-    switch (mr) {
-        NDCONV_AVX2_D(1) NDCONV_AVX2_D(2) NDCONV_AVX2_D(3) NDCONV_AVX2_D(4)
-        NDCONV_AVX2_D(5) NDCONV_AVX2_D(6)
-    }
-}
+NDCONV_MK_DEFINE(NDCONV_AVX2_TARGET, mk_f32_avx2, mks_f32_avx2, float, NDCONV_MK_SWITCH6, NDCONV_AVX2_F)
+NDCONV_MK_DEFINE(NDCONV_AVX2_TARGET, mk_f64_avx2, mks_f64_avx2, double, NDCONV_MK_SWITCH6, NDCONV_AVX2_D)
 
 /* ---- AVX-512: 32 registers, MR <= 14 with two vectors a row ---- */
 
-#define NDCONV_512_F(MR) NDCONV_MK_CASE(MR, float, __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps)
-#define NDCONV_512_D(MR) NDCONV_MK_CASE(MR, double, __m512d, 8, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd)
+#define NDCONV_512_F(MR, S) NDCONV_MK_CASE(MR, S, float, __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps)
+#define NDCONV_512_D(MR, S) NDCONV_MK_CASE(MR, S, double, __m512d, 8, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd)
+#define NDCONV_512_TARGET __attribute__((target("avx512f,fma")))
 
-__attribute__((target("avx512f,fma")))
-static void mk_f32_avx512(int mr, Py_ssize_t K, const float *A, Py_ssize_t lda,
-                          const float *const *ptrs, Py_ssize_t q0, float *C,
-                          Py_ssize_t ldc, int init, const float *bias)
-{
-    switch (mr) {
-        NDCONV_512_F(1) NDCONV_512_F(2) NDCONV_512_F(3) NDCONV_512_F(4)
-        NDCONV_512_F(5) NDCONV_512_F(6) NDCONV_512_F(7) NDCONV_512_F(8)
-        NDCONV_512_F(9) NDCONV_512_F(10) NDCONV_512_F(11) NDCONV_512_F(12)
-        NDCONV_512_F(13) NDCONV_512_F(14)
-    }
-}
-
-__attribute__((target("avx512f,fma")))
-static void mk_f64_avx512(int mr, Py_ssize_t K, const double *A, Py_ssize_t lda,
-                          const double *const *ptrs, Py_ssize_t q0, double *C,
-                          Py_ssize_t ldc, int init, const double *bias)
-{
-    switch (mr) {
-        NDCONV_512_D(1) NDCONV_512_D(2) NDCONV_512_D(3) NDCONV_512_D(4)
-        NDCONV_512_D(5) NDCONV_512_D(6) NDCONV_512_D(7) NDCONV_512_D(8)
-        NDCONV_512_D(9) NDCONV_512_D(10) NDCONV_512_D(11) NDCONV_512_D(12)
-        NDCONV_512_D(13) NDCONV_512_D(14)
-    }
-}
+NDCONV_MK_DEFINE(NDCONV_512_TARGET, mk_f32_avx512, mks_f32_avx512, float, NDCONV_MK_SWITCH14, NDCONV_512_F)
+NDCONV_MK_DEFINE(NDCONV_512_TARGET, mk_f64_avx512, mks_f64_avx512, double, NDCONV_MK_SWITCH14, NDCONV_512_D)
 #endif
 
 
@@ -347,6 +328,8 @@ static int ndconv_vw_f64 = 2;
 /* The selected kernels and their block sizes. */
 static mk_f32_t ndconv_mk_f32 = mk_f32_generic;
 static mk_f64_t ndconv_mk_f64 = mk_f64_generic;
+static mk_f32_t ndconv_mks_f32 = mks_f32_generic;
+static mk_f64_t ndconv_mks_f64 = mks_f64_generic;
 static int ndconv_mr = NDCONV_MR_GENERIC;
 static int ndconv_nr_f32 = NDCONV_NR_F32_GENERIC;
 static int ndconv_nr_f64 = NDCONV_NR_F64_GENERIC;
@@ -361,6 +344,8 @@ static const char *ndconv_mk_select(const char *name)
     else if (name[0] == 'a' && name[1] == 'v' && name[3] == '2') want512 = 0;
     ndconv_mk_f32 = mk_f32_generic;
     ndconv_mk_f64 = mk_f64_generic;
+    ndconv_mks_f32 = mks_f32_generic;
+    ndconv_mks_f64 = mks_f64_generic;
     ndconv_mr = NDCONV_MR_GENERIC;
     ndconv_nr_f32 = NDCONV_NR_F32_GENERIC;
     ndconv_nr_f64 = NDCONV_NR_F64_GENERIC;
@@ -374,6 +359,8 @@ static const char *ndconv_mk_select(const char *name)
     if (want512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
         ndconv_mk_f32 = mk_f32_avx512;
         ndconv_mk_f64 = mk_f64_avx512;
+        ndconv_mks_f32 = mks_f32_avx512;
+        ndconv_mks_f64 = mks_f64_avx512;
         ndconv_mr = 14;
         ndconv_nr_f32 = 32;
         ndconv_nr_f64 = 16;
@@ -385,6 +372,8 @@ static const char *ndconv_mk_select(const char *name)
     } else if (want2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         ndconv_mk_f32 = mk_f32_avx2;
         ndconv_mk_f64 = mk_f64_avx2;
+        ndconv_mks_f32 = mks_f32_avx2;
+        ndconv_mks_f64 = mks_f64_avx2;
         ndconv_mr = 6;
         ndconv_nr_f32 = 16;
         ndconv_nr_f64 = 8;
@@ -398,38 +387,53 @@ static const char *ndconv_mk_select(const char *name)
     return ndconv_isa;
 }
 
-/* De-interleave a stride-2 row: d0[m] = src[2m], d1[m] = src[2m + 1] for
- * m < n, in one pass over src (the packing of stride-2 convolutions). */
-static inline void ndconv_deint2_f32(float *d0, float *d1, const float *src, Py_ssize_t n)
+/* De-interleave a row into its s residues: d[r * ld + m] = src[s * m + r]
+ * for r < s, m < n, in one pass over src (the packing of strided
+ * convolutions); SSE2 shuffles for s = 2 and 4. */
+static inline void ndconv_deint_f32(float *d, Py_ssize_t ld, const float *src, Py_ssize_t n,
+                                    Py_ssize_t s)
 {
-    Py_ssize_t m = 0;
+    Py_ssize_t m = 0, r;
 #if defined(__SSE2__)
-    for (; m + 4 <= n; m += 4) {
-        __m128 a = _mm_loadu_ps(src + 2 * m), b = _mm_loadu_ps(src + 2 * m + 4);
-        _mm_storeu_ps(d0 + m, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
-        _mm_storeu_ps(d1 + m, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    if (s == 2) {
+        for (; m + 4 <= n; m += 4) {
+            __m128 a = _mm_loadu_ps(src + 2 * m), b = _mm_loadu_ps(src + 2 * m + 4);
+            _mm_storeu_ps(d + m, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+            _mm_storeu_ps(d + ld + m, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+        }
+    } else if (s == 4) {
+        for (; m + 4 <= n; m += 4) {
+            __m128 r0 = _mm_loadu_ps(src + 4 * m), r1 = _mm_loadu_ps(src + 4 * m + 4);
+            __m128 r2 = _mm_loadu_ps(src + 4 * m + 8), r3 = _mm_loadu_ps(src + 4 * m + 12);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            _mm_storeu_ps(d + m, r0);
+            _mm_storeu_ps(d + ld + m, r1);
+            _mm_storeu_ps(d + 2 * ld + m, r2);
+            _mm_storeu_ps(d + 3 * ld + m, r3);
+        }
     }
 #endif
-    for (; m < n; m++) {
-        d0[m] = src[2 * m];
-        d1[m] = src[2 * m + 1];
-    }
+    for (; m < n; m++)
+        for (r = 0; r < s; r++)
+            d[r * ld + m] = src[s * m + r];
 }
 
-static inline void ndconv_deint2_f64(double *d0, double *d1, const double *src, Py_ssize_t n)
+static inline void ndconv_deint_f64(double *d, Py_ssize_t ld, const double *src, Py_ssize_t n,
+                                    Py_ssize_t s)
 {
-    Py_ssize_t m = 0;
+    Py_ssize_t m = 0, r;
 #if defined(__SSE2__)
-    for (; m + 2 <= n; m += 2) {
-        __m128d a = _mm_loadu_pd(src + 2 * m), b = _mm_loadu_pd(src + 2 * m + 2);
-        _mm_storeu_pd(d0 + m, _mm_unpacklo_pd(a, b));
-        _mm_storeu_pd(d1 + m, _mm_unpackhi_pd(a, b));
+    if (s == 2) {
+        for (; m + 2 <= n; m += 2) {
+            __m128d a = _mm_loadu_pd(src + 2 * m), b = _mm_loadu_pd(src + 2 * m + 2);
+            _mm_storeu_pd(d + m, _mm_unpacklo_pd(a, b));
+            _mm_storeu_pd(d + ld + m, _mm_unpackhi_pd(a, b));
+        }
     }
 #endif
-    for (; m < n; m++) {
-        d0[m] = src[2 * m];
-        d1[m] = src[2 * m + 1];
-    }
+    for (; m < n; m++)
+        for (r = 0; r < s; r++)
+            d[r * ld + m] = src[s * m + r];
 }
 
 /* Ask for [p, p + bytes) to be brought into the cache, a line at a time. */
@@ -442,58 +446,67 @@ static inline void ndconv_prefetch(const void *p, Py_ssize_t bytes)
 
 /* dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: a transpose in
  * 4 x 4 (float) or 2 x 2 (double) register tiles, for the channels-last
- * staging of the weight gradient. */
-static inline void ndconv_transpose_f32(const float *src, Py_ssize_t lds, float *dst,
-                                        Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols)
-{
-    Py_ssize_t i = 0, j;
+ * staging of the weight gradient and the write-out of swapped blocks.  The
+ * tiles go along the rows of src, or with cols_outer along the rows of dst
+ * (which then fills a few lines at a time, the better order when dst is the
+ * large, uncached side). */
+#define NDCONV_TRANSPOSE_BODY(TILE, B)                                        \
+    do {                                                                      \
+        Py_ssize_t rb = 0, cb = 0, i, j;                                      \
+        NDCONV_TILE_LOOPS(TILE, B)                                                   \
+        for (i = 0; i < rows; i++)                                            \
+            for (j = (i < rb ? cb : 0); j < cols; j++)                        \
+                dst[j * ldd + i] = src[i * lds + j];                          \
+    } while (0)
+
 #if defined(__SSE2__)
-    for (; i + 4 <= rows; i += 4) {
-        for (j = 0; j + 4 <= cols; j += 4) {
-            __m128 r0 = _mm_loadu_ps(src + i * lds + j);
-            __m128 r1 = _mm_loadu_ps(src + (i + 1) * lds + j);
-            __m128 r2 = _mm_loadu_ps(src + (i + 2) * lds + j);
-            __m128 r3 = _mm_loadu_ps(src + (i + 3) * lds + j);
-            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-            _mm_storeu_ps(dst + j * ldd + i, r0);
-            _mm_storeu_ps(dst + (j + 1) * ldd + i, r1);
-            _mm_storeu_ps(dst + (j + 2) * ldd + i, r2);
-            _mm_storeu_ps(dst + (j + 3) * ldd + i, r3);
+#define NDCONV_TILE_LOOPS(TILE, B)                                                   \
+        rb = rows / B * B;                                                    \
+        cb = cols / B * B;                                                    \
+        if (cols_outer) {                                                     \
+            for (j = 0; j < cb; j += B)                                       \
+                for (i = 0; i < rb; i += B)                                   \
+                    TILE(src + i * lds + j, lds, dst + j * ldd + i, ldd);     \
+        } else {                                                              \
+            for (i = 0; i < rb; i += B)                                       \
+                for (j = 0; j < cb; j += B)                                   \
+                    TILE(src + i * lds + j, lds, dst + j * ldd + i, ldd);     \
         }
-        for (; j < cols; j++) {
-            dst[j * ldd + i] = src[i * lds + j];
-            dst[j * ldd + i + 1] = src[(i + 1) * lds + j];
-            dst[j * ldd + i + 2] = src[(i + 2) * lds + j];
-            dst[j * ldd + i + 3] = src[(i + 3) * lds + j];
-        }
-    }
+
+static inline void ndconv_tile4_f32(const float *s, Py_ssize_t lds, float *d, Py_ssize_t ldd)
+{
+    __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + lds);
+    __m128 r2 = _mm_loadu_ps(s + 2 * lds), r3 = _mm_loadu_ps(s + 3 * lds);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    _mm_storeu_ps(d, r0);
+    _mm_storeu_ps(d + ldd, r1);
+    _mm_storeu_ps(d + 2 * ldd, r2);
+    _mm_storeu_ps(d + 3 * ldd, r3);
+}
+
+static inline void ndconv_tile2_f64(const double *s, Py_ssize_t lds, double *d, Py_ssize_t ldd)
+{
+    __m128d r0 = _mm_loadu_pd(s), r1 = _mm_loadu_pd(s + lds);
+    _mm_storeu_pd(d, _mm_unpacklo_pd(r0, r1));
+    _mm_storeu_pd(d + ldd, _mm_unpackhi_pd(r0, r1));
+}
+#else
+#define NDCONV_TILE_LOOPS(TILE, B)
 #endif
-    for (; i < rows; i++)
-        for (j = 0; j < cols; j++)
-            dst[j * ldd + i] = src[i * lds + j];
+
+static inline void ndconv_transpose_f32(const float *src, Py_ssize_t lds, float *dst,
+                                        Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols,
+                                        int cols_outer)
+{
+    NDCONV_TRANSPOSE_BODY(ndconv_tile4_f32, 4);
 }
 
 static inline void ndconv_transpose_f64(const double *src, Py_ssize_t lds, double *dst,
-                                        Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols)
+                                        Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols,
+                                        int cols_outer)
 {
-    Py_ssize_t i = 0, j;
-#if defined(__SSE2__)
-    for (; i + 2 <= rows; i += 2) {
-        for (j = 0; j + 2 <= cols; j += 2) {
-            __m128d r0 = _mm_loadu_pd(src + i * lds + j);
-            __m128d r1 = _mm_loadu_pd(src + (i + 1) * lds + j);
-            _mm_storeu_pd(dst + j * ldd + i, _mm_unpacklo_pd(r0, r1));
-            _mm_storeu_pd(dst + (j + 1) * ldd + i, _mm_unpackhi_pd(r0, r1));
-        }
-        for (; j < cols; j++) {
-            dst[j * ldd + i] = src[i * lds + j];
-            dst[j * ldd + i + 1] = src[(i + 1) * lds + j];
-        }
-    }
-#endif
-    for (; i < rows; i++)
-        for (j = 0; j < cols; j++)
-            dst[j * ldd + i] = src[i * lds + j];
+    NDCONV_TRANSPOSE_BODY(ndconv_tile2_f64, 2);
 }
+#undef NDCONV_TILE_LOOPS
 
 #endif

@@ -132,6 +132,7 @@ def _method(method='auto'):
     return 'gemm' if _conv.current_isa() == 'generic' else 'implicit'
 # Bytes of packed input rows a thread aims for, and the longest row segment.
 _PACK_BYTES = 512 << 10
+_ITEMS_PER_THREAD = 4     # work items per thread the row blocks are cut to, at least
 _QSEG = 1024
 
 
@@ -197,19 +198,29 @@ def _blocking(geo, n, taps, count, cig, tv, itemsize):
     return info, cchunk, qseg, rows
 
 
-def _implicit_plan(geo, n, taps, count, N, C_in, groups, tv, itemsize, nthreads):
+def _swapped(lq, cog, itemsize):
+    """Whether conv_implicit runs a phase with swapped blocks (output cells
+    on the micro-kernel's MR rows, channels on its NR columns): where the
+    channels fill NR exactly and rounding each row segment of lq outputs up
+    to NR would waste over a tenth of it."""
+    nr = _conv.kernel_shape()[1 if itemsize == 4 else 2]
+    return cog % nr == 0 and 10 * (-(-lq // nr) * nr - lq) > lq
+
+
+def _implicit_plan(geo, n, taps, count, N, C_in, C_out, groups, tv, itemsize, nthreads):
     """Blocking of one phase for conv_implicit: (geo, info, cchunk, qseg,
-    rows, n).  The row block is cut for parallelism, which changes no result
-    (each output is summed the same way whatever the blocking)."""
+    rows, n, swap).  The row block is cut for parallelism, which changes no
+    result (each output is summed the same way whatever the blocking)."""
     if n == 1:
         geo, taps, count = _as_2d(geo, taps, count)
         n = 2
     planes = N * groups * math.prod(count[:-2])
     info, cchunk, qseg, rows = _blocking(geo, n, taps, count, C_in // groups, tv,
                                          itemsize)
-    while rows > 1 and planes * (-(-count[-2] // rows)) < 4 * nthreads:
+    while rows > 1 and planes * (-(-count[-2] // rows)) < _ITEMS_PER_THREAD * nthreads:
         rows = (rows + 1) // 2
-    return geo, info, cchunk, qseg, rows, n
+    swap = _swapped(min(qseg, count[-1]), C_out // groups, itemsize)
+    return geo, info, cchunk, qseg, rows, n, swap
 
 
 def _sum_of_parts(nitems, C_out, width, dtype, kernel):
@@ -299,6 +310,21 @@ def _grad_w_cl(xf, gyf, geo, n, count, N, C_in, C_out, groups, tv, dtype, nthrea
     return g.reshape(C_out, tv, cigp)[:, :, :cig].transpose(0, 2, 1).reshape(C_out, cig * tv)
 
 
+def _tap_index(taps):
+    """Index of a kernel (C_out, C_in // groups, *ksize) picking the taps of
+    a phase: slices where every axis's taps are evenly spaced, so no fancy
+    indexing (whose cost per element shows on short calls)."""
+    whole = (slice(None), slice(None))
+    sl = []
+    for t in taps:
+        t = [int(v) for v in t]
+        d = t[1] - t[0] if len(t) > 1 else 1
+        if not t or d <= 0 or any(b - a != d for a, b in zip(t, t[1:])):
+            return whole + np.ix_(*taps)
+        sl.append(slice(t[0], t[-1] + 1, d))
+    return whole + tuple(sl)
+
+
 def _blas_hold(uses_blas):
     """Hold BLAS to one thread only where a kernel calls it: changing
     OpenBLAS's thread count wakes its workers, which then spin for a while on
@@ -345,12 +371,11 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups,
         for taps, start, step, count, geo, contiguous in phases:
             tv = math.prod(len(t) for t in taps)
             kw = cig * tv
-            wsub = np.ascontiguousarray(
-                Wc[np.ix_(range(C_out), range(cig), *taps)]).reshape(C_out, kw)
+            wsub = np.ascontiguousarray(Wc[_tap_index(taps)]).reshape(C_out, kw)
             if method == 'implicit':
                 wt = wsub.reshape(groups, cog, kw).transpose(0, 2, 1).reshape(-1)
-                implicit.append(_implicit_plan(geo, n, taps, count, N, C_in, groups, tv,
-                                               itemsize, nthreads) + (wt,))
+                implicit.append(_implicit_plan(geo, n, taps, count, N, C_in, C_out, groups,
+                                               tv, itemsize, nthreads) + (wt,))
                 continue
             psub = math.prod(count)
             rows = psub // count[-1]
@@ -369,8 +394,8 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups,
         if implicit:
             geos, infos, wts, table = [], [], [], []
             goff = ioff = woff = 0
-            for geo, info, cchunk, qseg, rows, n2, wt in implicit:
-                table += [goff, ioff, woff, cchunk, qseg, rows]
+            for geo, info, cchunk, qseg, rows, n2, swap, wt in implicit:
+                table += [goff, ioff, woff, cchunk, qseg, rows, int(swap)]
                 geos.append(geo)
                 infos.append(info)
                 wts.append(wt)
@@ -419,6 +444,6 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups,
                                                        C_out, groups, 0, tile, cchunk,
                                                        nparts, flat_ok, nthreads))
             with np.errstate(invalid='ignore', over='ignore'):
-                gW[np.ix_(range(C_out), range(cig), *taps)] += gsub.reshape(
+                gW[_tap_index(taps)] += gsub.reshape(
                     (C_out, cig) + tuple(len(t) for t in taps))
     return gW

@@ -943,6 +943,71 @@ def test_grad_w_channels_last(name, dtype, isa, small_blocks, rng, close, monkey
     close(got, ref)
 
 
+# Swapped blocks of the implicit GEMM (output cells on the micro-kernel's MR
+# rows, channels on its NR columns) run where the channels of a group are a
+# multiple of NR (32 is, on every ISA and dtype) and rows of 6, 7, 13 or 14
+# outputs would waste NR columns.  (kind, x, W, keywords)
+SWAPPED_CASES = {
+    'stride4_2d': ('conv', (2, 3, 37, 53), (32, 3, 5, 5), dict(stride=4, pad=(0, 2))),
+    'bias_groups': ('conv', (1, 8, 11, 13), (64, 4, 3, 3), dict(pad=1, groups=2)),
+    'reflect_dilate': ('conv', (1, 5, 12, 11), (32, 5, 3, 2),
+                       dict(pad=(2, (1, 3)), dilate=(1, 2), pad_mode='reflect')),
+    'one_axis': ('conv', (3, 6, 40), (32, 6, 4), dict(stride=3, pad=1)),
+    'three_axes': ('conv', (1, 4, 5, 6, 13), (32, 4, 2, 3, 3),
+                   dict(pad=1, pad_mode='wrap', stride=(1, 2, 1))),
+    'transposed': ('deconv', (1, 6, 5, 7), (6, 32, 3, 4), dict(stride=(2, 3), pad=1)),
+}
+
+
+@pytest.mark.parametrize('isa', ['auto', 'avx2', 'generic'])
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('name', sorted(SWAPPED_CASES))
+@pytest.mark.parametrize('small_blocks', [False, True])
+def test_swapped_blocks(name, dtype, isa, small_blocks, rng, close, monkeypatch):
+    """Against the loop reference, through every micro-kernel ISA, 1 and 2
+    threads bitwise equal; with the blocking shrunk, rows are cut into
+    segments and the input channels into chunks."""
+    from ndconv import _conv, _engine
+    if _conv.select_isa(isa)[0] != isa and isa != 'auto':
+        _conv.select_isa('auto')
+        pytest.skip('this CPU has no %s' % isa)
+    swaps = []
+    real = _conv.conv_implicit
+
+    def spying(*args):
+        swaps.extend(int(v) for v in args[6][6::7])
+        return real(*args)
+    monkeypatch.setattr(_conv, 'conv_implicit', spying)
+    monkeypatch.setattr(_engine, 'METHOD', 'implicit')   # 'auto' is gemm on generic
+    if small_blocks:
+        monkeypatch.setattr(_engine, '_QSEG', 5)
+        monkeypatch.setattr(_engine, '_PACK_BYTES', 4096)
+    kind, xs, Ws, kw = SWAPPED_CASES[name]
+    x, W = _rand(rng, xs, dtype), _rand(rng, Ws, dtype)
+    b = _rand(rng, (W.shape[1] if kind == 'deconv' else W.shape[0],), dtype)
+    before = ndconv.get_num_threads()
+    try:
+        got = []
+        for t in (1, 2):
+            ndconv.set_num_threads(t)
+            if kind == 'conv':
+                got.append(ndconv.convolution_nd(x, W, b, **kw))
+            else:
+                got.append(ndconv.deconvolution_nd(x, W, b, **kw))
+    finally:
+        ndconv.set_num_threads(before)
+        _conv.select_isa('auto')
+    assert any(swaps), 'no phase ran swapped blocks'
+    np.testing.assert_array_equal(got[0], got[1])
+    if kind == 'conv':
+        ref = R.conv_nd_ref(x, W, b, kw.get('stride', 1), kw.get('pad', 0),
+                            kw.get('dilate', 1), 1, kw.get('pad_mode', 'constant'), False,
+                            kw.get('groups', 1))
+    else:
+        ref = R.deconv_nd_ref(x, W, b, kw['stride'], kw['pad'])
+    close(got[0], ref)
+
+
 def _thread_call(kind, x, W, kw):
     if kind == 'conv':
         return ndconv.convolution_nd(x, W, **kw)
