@@ -1278,8 +1278,9 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
                          const floating* gyg, floating* gpart, Py_ssize_t ldc,
                          Py_ssize_t cig, Py_ssize_t cigp, Py_ssize_t cog, Py_ssize_t qseg,
                          Py_ssize_t plane, Py_ssize_t jr0, Py_ssize_t jr1,
-                         floating* stage, floating* row, floating* ybuf,
-                         const floating** ptrs) noexcept nogil:
+                         floating* stage, Py_ssize_t stsize, floating* row, floating* ybuf,
+                         const floating** ptrs, const Py_ssize_t* where,
+                         Py_ssize_t only) noexcept nogil:
     """Add the weight gradient of output rows [jr0, jr1) of one plane of one
     (batch, group) block into gpart: cog rows ldc apart, columns (tap, cigp).
 
@@ -1292,7 +1293,12 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
     copied into ``row``, cig x (segment + span), then transposed in register
     tiles).  Reads run up to cigp - cig cells past a staged row (stage has
     that slack); the columns past cig of each tap are garbage the caller
-    drops."""
+    drops.
+
+    Tap combination too is staged at stage + place * stsize, place =
+    where[too] (0 when where is NULL); with only >= 0 only that combination
+    is staged, the others being left from the previous plane (see
+    conv_grad_w_cl's runs of planes)."""
     cdef Py_ssize_t j[MAXD]
     cdef Py_ssize_t tk[MAXD]
     cdef Py_ssize_t last = G.n - 1, ax2 = G.n - 2
@@ -1309,6 +1315,7 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
     cdef Py_ssize_t base, base2, too, t2, tl, tap, blk, mr, co0, ci0
     cdef const floating* src
     cdef floating* dst
+    cdef floating* place
     cdef bint ok
     block_rows_in(G, jr0, jr1, &i2min, &nin)
     unravel(plane, G.count, ax2, j)
@@ -1337,12 +1344,13 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
             tk[a] = 0
         too = 0
         while True:
+            place = stage + (where[too] * stsize if where != NULL else 0)
             ok = outer_base_n(G, j, tk, ax2, &base)
-            for ii in range(nin):
+            for ii in range(nin if only < 0 or only == too else 0):
                 i2 = i2min + ii
                 base2 = row_offset(G, ok, base, i2)
                 for sidx in range(Lt.nslot):
-                    dst = stage + (ii * Lt.nslot + sidx) * lr * cig
+                    dst = place + (ii * Lt.nslot + sidx) * lr * cig
                     if base2 < 0:
                         memset(dst, 0, lr * cig * sizeof(floating))
                         continue
@@ -1358,7 +1366,7 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
                     tap = (too * n2 + t2) * nl + tl
                     for r in range(nrow):
                         ii = off2[t2] + (jr0 + r) * s2 - i2min
-                        src = stage + ((ii * Lt.nslot + Lt.slot[tl]) * lr + Lt.shift[tl]) * cig
+                        src = place + ((ii * Lt.nslot + Lt.slot[tl]) * lr + Lt.shift[tl]) * cig
                         for q in range(lq):
                             ptrs[r * lq + q] = src + q * cig
                     co0 = 0
@@ -1405,13 +1413,15 @@ def conv_grad_w_cl(const floating[::1] x, const floating[::1] gy, floating[::1] 
     cdef Py_ssize_t nplanes = G.psub // (L * G.count[ax2]) if L * G.count[ax2] > 0 else 0
     cdef Py_ssize_t nblocks = (G.count[ax2] + rows - 1) // rows
     cdef Py_ssize_t nitems = N * groups * nplanes * nblocks
-    cdef Py_ssize_t part, it, i0, i1, b, g, pl, jr0, lq, lr, nin, omin, stsize
+    cdef Py_ssize_t part, it, i0, i1, b, g, pl, jr0, lq, lr, nin, omin, stsize, t, prev
+    cdef Py_ssize_t noo = G.tv // (G.ntaps[last] * G.ntaps[ax2]), nstage = 1
     cdef int failed = 0
     cdef int* fail = &failed
     cdef floating* stage
     cdef floating* row
     cdef floating* ybuf
     cdef const floating** ptrs
+    cdef Py_ssize_t* where
     cdef const floating* xp = &x[0]
     cdef const floating* gyp = &gy[0]
     cdef floating* pp = &parts[0]
@@ -1421,32 +1431,53 @@ def conv_grad_w_cl(const floating[::1] x, const floating[::1] gy, floating[::1] 
     block_rows_in(&G, 0, rows, &omin, &nin)
     lq = min(qseg, L)
     lr = lq + Lt.span
-    stsize = nin * Lt.nslot * lr * cig + cigp
+    stsize = (nin * Lt.nslot * lr * cig + cigp + 15) // 16 * 16
+    # Runs of planes (n == 3, unit step along axis 0, consecutive taps, whole
+    # planes in one segment): consecutive items of a part are consecutive
+    # planes, and the next plane reads all but one of this plane's input
+    # planes.  Each tap combination's stage then sits at (input plane mod
+    # noo), and only the new input plane is staged.
+    if (n == 3 and 1 < noo <= 64 and nblocks == 1 and lq == L and G.in_step[0] == 1
+            and noo * stsize * sizeof(floating) <= (1 << 20)):
+        nstage = noo
+        for t in range(noo):
+            if G.tap_off[t] != G.tap_off[0] + t:
+                nstage = 1
     with nogil, parallel(num_threads=nthreads):
-        stage = <floating*>aligned_alloc(64, (stsize + 16) // 16 * 16 * sizeof(floating))
+        stage = <floating*>aligned_alloc(64, nstage * stsize * sizeof(floating))
         if stage != NULL:
-            memset(stage, 0, stsize * sizeof(floating))
+            memset(stage, 0, nstage * stsize * sizeof(floating))
         row = <floating*>malloc(cig * lr * sizeof(floating))
         ybuf = <floating*>malloc(rows * lq * cog * sizeof(floating))
         ptrs = <const floating**>malloc(rows * lq * sizeof(floating*))
-        if stage == NULL or row == NULL or ybuf == NULL or ptrs == NULL:
+        where = <Py_ssize_t*>malloc(64 * sizeof(Py_ssize_t))
+        if stage == NULL or row == NULL or ybuf == NULL or ptrs == NULL or where == NULL:
             fail[0] = 1
         else:
             for part in prange(nparts, schedule='dynamic', chunksize=1):
                 i0 = part * nitems // nparts
                 i1 = (part + 1) * nitems // nparts
+                prev = -2
                 for it in range(i0, i1):
                     b = it // (groups * nplanes * nblocks)
                     g = (it // (nplanes * nblocks)) % groups
                     pl = (it // nblocks) % nplanes
                     jr0 = (it % nblocks) * rows
+                    if nstage > 1:
+                        for t in range(noo):
+                            where[t] = pl + G.tap_off[t]
+                            where[t] = where[t] - floordiv(where[t], noo) * noo
                     gradw_block_cl(&G, &Lt, xp + (b * C_in + g * cig) * G.in_vol,
                                    gyp + (b * C_out + g * cog) * G.out_vol,
                                    pp + part * C_out * ldc + g * cog * ldc, ldc,
                                    cig, cigp, cog, qseg, pl, jr0,
-                                   min(jr0 + rows, G.count[ax2]), stage, row, ybuf, ptrs)
+                                   min(jr0 + rows, G.count[ax2]), stage, stsize, row,
+                                   ybuf, ptrs, where if nstage > 1 else NULL,
+                                   noo - 1 if nstage > 1 and pl == prev + 1 else -1)
+                    prev = pl
         free(stage)
         free(row)
         free(ybuf)
         free(<void*>ptrs)
+        free(where)
     return failed == 0

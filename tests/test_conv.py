@@ -943,6 +943,39 @@ def test_grad_w_channels_last(name, dtype, isa, small_blocks, rng, close, monkey
     close(got, ref)
 
 
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('kw', [dict(pad=1), dict(pad=((2, 0), 1, (0, 1))),
+                                dict(pad=1, dilate=(1, 2, 1)), dict(pad=(0, 1, 1), groups=2)])
+def test_grad_w_runs_of_planes(kw, dtype, rng, close, monkeypatch):
+    """Channels-last weight gradient of deep volumes: consecutive planes of a
+    part keep the staged input planes they share (13 planes a volume, so
+    parts cross from one volume to the next); 1 and 2 threads bitwise."""
+    from ndconv import _conv
+    calls = []
+    real = _conv.conv_grad_w_cl
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+    monkeypatch.setattr(_conv, 'conv_grad_w_cl', counting)
+    g = kw.get('groups', 1)
+    x = _rand(rng, (2, 32 * g, 13, 6, 7), dtype)
+    ks = (3, 3, 2)
+    out = ndconv.convolution_nd(x, _rand(rng, (8, 32) + ks, dtype), **kw).shape
+    gy = _rand(rng, out, dtype)
+    before = ndconv.get_num_threads()
+    try:
+        got = []
+        for t in (1, 2):
+            ndconv.set_num_threads(t)
+            got.append(ndconv.convolution_nd_grad_W(x, gy, ks, **kw))
+    finally:
+        ndconv.set_num_threads(before)
+    assert calls, 'the channels-last kernel did not run'
+    np.testing.assert_array_equal(got[0], got[1])
+    close(got[0], R.conv_grad_w_ref(x, gy, ks, 1, kw['pad'], False, kw.get('dilate', 1), g))
+
+
 # Swapped blocks of the implicit GEMM (output cells on the micro-kernel's MR
 # rows, channels on its NR columns) run where the channels of a group are a
 # multiple of NR (32 is, on every ISA and dtype) and rows of 6, 7, 13 or 14
