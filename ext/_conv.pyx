@@ -1066,7 +1066,7 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
                   floating[::1] out, const Py_ssize_t[::1] geos,
                   const Py_ssize_t[::1] infos, const Py_ssize_t[::1] table,
                   Py_ssize_t n, Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out,
-                  Py_ssize_t groups, int mode, int nthreads):
+                  Py_ssize_t groups, int mode, Py_ssize_t min_items, int nthreads):
     """Every phase of a correlation by implicit GEMM (n >= 2), in one
     parallel region.
 
@@ -1078,7 +1078,8 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
     along axis n - 2 in one work item) and whether it runs swapped blocks
     (see implicit_block; C_out // groups must then be a multiple of NR).
     Work items of all phases share one dynamic schedule; each writes its own
-    output cells."""
+    output cells.  Runs of planes are shortened until a phase has min_items
+    work items."""
     cdef Py_ssize_t nph = table.shape[0] // 7
     cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
@@ -1126,7 +1127,7 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
             if t == P.noo:
                 P.prun = 8
                 while P.prun > 1 and (N * groups * P.nblocks
-                                      * ((P.nplanes + P.prun - 1) // P.prun) < 4 * nthreads):
+                                      * ((P.nplanes + P.prun - 1) // P.prun) < min_items):
                     P.prun //= 2
         P.nruns = (P.nplanes + P.prun - 1) // P.prun
         P.first = nitems

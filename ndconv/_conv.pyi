@@ -44,7 +44,8 @@ def conv_grad_w(x: _FloatBuf, gy: _FloatBuf, parts: _FloatBuf, geo: _Geo, n: int
 
 def conv_implicit(x: _FloatBuf, wt: _FloatBuf, bias: _FloatBuf, out: _FloatBuf,
                   geos: _Geo, infos: _Geo, table: _Geo, n: int, N: int, C_in: int,
-                  C_out: int, groups: int, mode: int, nthreads: int) -> bool: ...
+                  C_out: int, groups: int, mode: int, min_items: int,
+                  nthreads: int) -> bool: ...
 
 
 def conv_grad_w_implicit(x: _FloatBuf, gy: _FloatBuf, parts: _FloatBuf, geo: _Geo,

@@ -405,7 +405,8 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups,
             ok = _conv.conv_implicit(xf, np.concatenate(wts), bias, of,
                                      np.concatenate(geos), np.concatenate(infos),
                                      np.array(table, dtype=np.intp), max(n, 2), N, C_in,
-                                     C_out, groups, mode, nthreads)
+                                     C_out, groups, mode, _ITEMS_PER_THREAD * nthreads,
+                                     nthreads)
             if not ok:
                 raise MemoryError('ndconv could not allocate its per-thread workspace')
     return res
