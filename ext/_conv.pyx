@@ -47,6 +47,23 @@ cdef extern from "ndconv_mk.h" nogil:
                         const double** ptrs, Py_ssize_t q0, double* C, Py_ssize_t ldc,
                         int init, const double* bias)
     void ndconv_prefetch(const void* p, Py_ssize_t nbytes)
+    void ndconv_wino_in_float(float* d, Py_ssize_t ld, const float* ev, const float* od,
+                              Py_ssize_t n)
+    void ndconv_wino_in_double(double* d, Py_ssize_t ld, const double* ev, const double* od,
+                               Py_ssize_t n)
+    void ndconv_wino_row_f32(float* d, Py_ssize_t ld, const float* x, Py_ssize_t i0,
+                             Py_ssize_t size, Py_ssize_t n)
+    void ndconv_wino_row_f64(double* d, Py_ssize_t ld, const double* x, Py_ssize_t i0,
+                             Py_ssize_t size, Py_ssize_t n)
+    void ndconv_wino_select()
+    void ndconv_wino_pairs_float(float* p0, float* p1, float* p2, float* p3, Py_ssize_t n,
+                                 int forward)
+    void ndconv_wino_pairs_double(double* p0, double* p1, double* p2, double* p3,
+                                  Py_ssize_t n, int forward)
+    int ndconv_wino_out_f32(float* dst, const float* m0, const float* m1, const float* m2,
+                            const float* m3, Py_ssize_t n, Py_ssize_t nout, float b)
+    int ndconv_wino_out_f64(double* dst, const double* m0, const double* m1, const double* m2,
+                            const double* m3, Py_ssize_t n, Py_ssize_t nout, double b)
     void ndconv_transpose_f32(const float* src, Py_ssize_t lds, float* dst, Py_ssize_t ldd,
                               Py_ssize_t rows, Py_ssize_t cols, int cols_outer)
     void ndconv_transpose_f64(const double* src, Py_ssize_t lds, double* dst, Py_ssize_t ldd,
@@ -74,6 +91,7 @@ def select_isa(str name='auto'):
     returns (isa, MR, NR for float32, NR for float64)."""
     cdef bytes b = name.encode()
     isa = ndconv_mk_select(b).decode()
+    ndconv_wino_select()
     return isa, ndconv_mr, ndconv_nr_f32, ndconv_nr_f64
 
 
@@ -1194,6 +1212,246 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
             free(where)
     free(ph)
     return failed == 0
+
+
+# ---------------------------------------------------------------------------
+# Winograd F(2, 3) on every axis: a tile of 2^n outputs from 4^n inputs.
+#
+# Per axis, with the kernel g (3 taps) and the input d (4 cells) of a tile,
+# y = A^T [(G g) * (B^T d)] gives the two outputs of the correlation:
+#     B^T d = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+#     A^T m = (m0 + m1 + m2, m1 - m2 - m3)
+# and G g is done once per call, in NumPy.  On n axes the transforms act
+# along each axis in turn, and the 4^n products become 4^n small GEMMs over
+# the channels, one per position xi, through the implicit GEMM's
+# micro-kernel: output channels on its MR rows, tiles on its NR columns.
+
+cdef inline void wino_pairs(floating* V, Py_ssize_t P, Py_ssize_t w, Py_ssize_t blk,
+                            bint forward, Py_ssize_t wdone) noexcept nogil:
+    """One axis of the transforms over blocks of blk cells: position xi of
+    the axis whose digit (weight w) is 0 and its three successors; B^T
+    (forward) or A^T (the two outputs in the first two blocks).  Positions
+    with a digit above 1 at a weight w' < wdone (axes already reduced by
+    A^T) are skipped."""
+    cdef Py_ssize_t xi, v
+    cdef floating* p0
+    cdef bint dead
+    for xi in range(P):
+        if (xi // w) % 4 != 0:
+            continue
+        dead = False
+        v = 4
+        while v < wdone:
+            if (xi // v) % 4 > 1:
+                dead = True
+            v *= 4
+        if dead:
+            continue
+        p0 = V + xi * blk
+        if floating is float:
+            ndconv_wino_pairs_float(p0, p0 + w * blk, p0 + 2 * w * blk, p0 + 3 * w * blk,
+                                    blk, forward)
+        else:
+            ndconv_wino_pairs_double(p0, p0 + w * blk, p0 + 2 * w * blk, p0 + 3 * w * blk,
+                                     blk, forward)
+
+
+cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
+                     const floating* bg, floating* outg, Py_ssize_t cig, Py_ssize_t cog,
+                     const Py_ssize_t* tile, Py_ssize_t nrow, Py_ssize_t ts, Py_ssize_t nts,
+                     Py_ssize_t Ls, Py_ssize_t Tp, floating* V, floating* M,
+                     const floating** ptrs, floating* ev) noexcept nogil:
+    """Outputs of nrow tile rows (along axis n - 2, from tile[n - 2]) of nts
+    tiles (along the last axis, from tile ts) at the tiles tile[a] of the
+    other axes, for one (batch, group) block.  Column r * Ls + t of V (4^n
+    positions x cig x Tp) and M (4^n x cog x Tp) is tile (r, t); ug is the
+    group's transformed kernel (4^n, cig, cog).  False when an output came
+    out non-finite."""
+    cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t n = G.n, last = G.n - 1, ax2 = G.n - 2
+    cdef Py_ssize_t P = 1, Pl, a, e, rem, d, i, base, ci, co, r, t, w, xi
+    cdef Py_ssize_t blk, nblk, mr, co0, q0, qend, o, nout
+    cdef Py_ssize_t blkV = cig * Tp, blkM = cog * Tp
+    cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
+    cdef Py_ssize_t mrmax = ndconv_mr
+    cdef Py_ssize_t Dl = G.in_shape[last], il = G.tap_off[G.tap_base[last]] + 2 * ts
+    cdef floating* od = ev + Ls + 1
+    cdef floating* dst
+    cdef floating* p0
+    cdef bint ok, finite = True
+    for a in range(n):
+        P *= 4
+    Pl = P // 4
+    # Input: B^T along the last axis from the row's two residues, ...
+    for ci in range(cig):
+        for r in range(nrow):
+            for e in range(Pl):
+                ok = True
+                base = 0
+                rem = e
+                a = ax2
+                while a >= 0:
+                    d = rem % 4
+                    rem = rem // 4
+                    i = G.tap_off[G.tap_base[a]] + 2 * (tile[a] + (r if a == ax2 else 0)) + d
+                    if i < 0 or i >= G.in_shape[a]:
+                        i = map_index(i, G.in_shape[a], G.mode)
+                        if i < 0:
+                            ok = False
+                            break
+                    base += i * G.in_stride[a]
+                    a -= 1
+                dst = V + (e * 4 * cig + ci) * Tp + r * Ls
+                if not ok:
+                    for d in range(4):
+                        memset(dst + d * blkV, 0, nts * sizeof(floating))
+                    continue
+                if G.mode == MODE_CONSTANT:
+                    if floating is float:
+                        ndconv_wino_row_f32(dst, blkV, xg + ci * G.in_vol + base, il, Dl, nts)
+                    else:
+                        ndconv_wino_row_f64(dst, blkV, xg + ci * G.in_vol + base, il, Dl, nts)
+                    continue
+                copy_slots(ev, Ls + 1, xg + ci * G.in_vol + base, il, 2, Dl, nts + 1, G.mode)
+                if floating is float:
+                    ndconv_wino_in_float(dst, blkV, ev, od, nts)
+                else:
+                    ndconv_wino_in_double(dst, blkV, ev, od, nts)
+    # ... then along the other axes, every channel at once.
+    w = 4
+    for a in range(ax2, -1, -1):
+        wino_pairs(V, P, w, blkV, True, 0)
+        w *= 4
+    # One GEMM per position, over the columns in use.
+    qend = ((nrow - 1) * Ls + nts + nr - 1) // nr * nr
+    nblk = (cog + mrmax - 1) // mrmax
+    for xi in range(P):
+        co0 = 0
+        for blk in range(nblk):
+            mr = (cog - co0 + nblk - blk - 1) // (nblk - blk)
+            q0 = 0
+            while q0 < qend:
+                if floating is float:
+                    ndconv_mk_f32(<int>mr, cig, ug + xi * cig * cog + co0, cog,
+                                  <const float**>(ptrs + xi * cig), q0,
+                                  M + (xi * cog + co0) * Tp + q0, Tp, 1, NULL)
+                else:
+                    ndconv_mk_f64(<int>mr, cig, ug + xi * cig * cog + co0, cog,
+                                  <const double**>(ptrs + xi * cig), q0,
+                                  M + (xi * cog + co0) * Tp + q0, Tp, 1, NULL)
+                q0 += nr
+            co0 += mr
+    # Output: A^T along the other axes, then along the last axis as written.
+    w = 4
+    for a in range(ax2, -1, -1):
+        wino_pairs(M, P, w, blkM, False, w)
+        w *= 4
+    j[last] = 2 * ts
+    nout = min(2 * nts, G.count[last] - 2 * ts)
+    for co in range(cog):
+        for r in range(nrow):
+            for e in range(Pl):
+                ok = True
+                rem = e
+                a = ax2
+                while a >= 0:
+                    d = rem % 4
+                    rem = rem // 4
+                    j[a] = 2 * (tile[a] + (r if a == ax2 else 0)) + d
+                    if d > 1 or j[a] >= G.count[a]:
+                        ok = False
+                        break
+                    a -= 1
+                if not ok:
+                    continue
+                o = out_offset(G, j)
+                p0 = M + (e * 4 * cog + co) * Tp + r * Ls
+                if floating is float:
+                    finite &= ndconv_wino_out_f32(outg + co * G.out_vol + o, p0, p0 + blkM,
+                                                  p0 + 2 * blkM, p0 + 3 * blkM, nts, nout,
+                                                  bg[co] if bg != NULL else 0)
+                else:
+                    finite &= ndconv_wino_out_f64(outg + co * G.out_vol + o, p0, p0 + blkM,
+                                                  p0 + 2 * blkM, p0 + 3 * blkM, nts, nout,
+                                                  bg[co] if bg != NULL else 0)
+    return finite
+
+
+def conv_winograd(const floating[::1] x, const floating[::1] u, const floating[::1] bias,
+                  floating[::1] out, const Py_ssize_t[::1] geo, Py_ssize_t n, Py_ssize_t N,
+                  Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t groups, int mode,
+                  Py_ssize_t Ls, Py_ssize_t R, Py_ssize_t Tp, int nthreads):
+    """A correlation with three consecutive taps on each of n (2 or 3) axes,
+    unit steps, by Winograd F(2, 3) (see wino_block).  u is the transformed
+    kernel, (groups, 4^n, C_in // groups, C_out // groups).  A work item is
+    R tile rows along axis n - 2 of Ls tiles along the last axis, Tp >= R *
+    Ls columns (a multiple of NR).
+
+    Returns 0 when done, 1 when a thread could not allocate its workspace,
+    2 when some output is not finite: the transforms mix the cells of a tile,
+    so a NaN or inf reaches outputs the direct sum keeps apart (or a sum
+    overflows that the direct sum does not), and the caller recomputes the
+    phase another way."""
+    cdef Geom G = _geom(geo, n, mode)
+    cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
+    cdef Py_ssize_t last = n - 1, ax2 = n - 2
+    cdef Py_ssize_t P = 1, a, k, nouter = 1, nbr, nseg, nitems, it, b, g, ts
+    cdef Py_ssize_t nt[MAXD]
+    cdef int failed = 0, nonfinite = 0
+    cdef int* fail = &failed
+    cdef int* nonf = &nonfinite
+    cdef floating* V
+    cdef floating* M
+    cdef floating* ev
+    cdef const floating** ptrs
+    cdef Py_ssize_t* tile
+    cdef const floating* xp = &x[0]
+    cdef const floating* up = &u[0]
+    cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
+    cdef floating* op = &out[0]
+    if n < 2 or Ls < 1 or R < 1 or Tp < R * Ls or Tp % (ndconv_nr_f32 if floating is float
+                                                          else ndconv_nr_f64):
+        raise ValueError('bad Winograd blocking')
+    for a in range(n):
+        P *= 4
+        nt[a] = (G.count[a] + 1) // 2
+    for a in range(ax2):
+        nouter *= nt[a]
+    nbr = (nt[ax2] + R - 1) // R
+    nseg = (nt[last] + Ls - 1) // Ls
+    nitems = N * groups * nouter * nbr * nseg
+    if nitems == 0:
+        return 0
+    with nogil, parallel(num_threads=nthreads):
+        V = <floating*>aligned_alloc(64, P * cig * Tp * sizeof(floating))
+        M = <floating*>aligned_alloc(64, P * cog * Tp * sizeof(floating))
+        ptrs = <const floating**>malloc(P * cig * sizeof(floating*))
+        ev = <floating*>malloc(2 * (Ls + 1) * sizeof(floating))
+        tile = <Py_ssize_t*>malloc(MAXD * sizeof(Py_ssize_t))
+        if V == NULL or M == NULL or ptrs == NULL or ev == NULL or tile == NULL:
+            fail[0] = 1
+        else:
+            memset(V, 0, P * cig * Tp * sizeof(floating))   # columns past the tiles
+            for k in range(P * cig):
+                ptrs[k] = V + k * Tp
+            for it in prange(nitems, schedule='dynamic', chunksize=1):
+                b = it // (groups * nouter * nbr * nseg)
+                g = (it // (nouter * nbr * nseg)) % groups
+                unravel((it // (nbr * nseg)) % nouter, nt, ax2, tile)
+                tile[ax2] = (it // nseg) % nbr * R
+                ts = it % nseg * Ls
+                if not wino_block(&G, xp + (b * C_in + g * cig) * G.in_vol,
+                                  up + g * P * cig * cog, bp + g * cog if bp != NULL else NULL,
+                                  op + (b * C_out + g * cog) * G.out_vol, cig, cog, tile,
+                                  min(R, nt[ax2] - tile[ax2]), ts, min(Ls, nt[last] - ts),
+                                  Ls, Tp, V, M, ptrs, ev):
+                    nonf[0] = 1
+        free(V)
+        free(M)
+        free(<void*>ptrs)
+        free(ev)
+        free(tile)
+    return 1 if failed else (2 if nonfinite else 0)
 
 
 def conv_grad_w_implicit(const floating[::1] x, const floating[::1] gy, floating[::1] parts,

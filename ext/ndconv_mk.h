@@ -509,4 +509,243 @@ static inline void ndconv_transpose_f64(const double *src, Py_ssize_t lds, doubl
 }
 #undef NDCONV_TILE_LOOPS
 
+/* The output transform of Winograd F(2, 3) along the last axis, with the
+ * bias: dst[2t] = m0[t] + m1[t] + m2[t] + b, dst[2t + 1] = m1[t] - m2[t] -
+ * m3[t] + b, for the first nout (<= 2n) outputs.  Returns 0 when one of
+ * them is not finite (y - y is then NaN, and NaN sticks to the check). */
+static inline int ndconv_wino_out_f32(float *dst, const float *m0, const float *m1,
+                                      const float *m2, const float *m3, Py_ssize_t n,
+                                      Py_ssize_t nout, float b)
+{
+    Py_ssize_t t = 0;
+    float chk = 0, y0, y1;
+#if defined(__SSE2__)
+    __m128 vb = _mm_set1_ps(b), vc = _mm_setzero_ps();
+    for (; 2 * t + 8 <= nout; t += 4) {
+        __m128 a0 = _mm_loadu_ps(m0 + t), a1 = _mm_loadu_ps(m1 + t);
+        __m128 a2 = _mm_loadu_ps(m2 + t), a3 = _mm_loadu_ps(m3 + t);
+        __m128 v0 = _mm_add_ps(_mm_add_ps(_mm_add_ps(a0, a1), a2), vb);
+        __m128 v1 = _mm_add_ps(_mm_sub_ps(_mm_sub_ps(a1, a2), a3), vb);
+        vc = _mm_add_ps(vc, _mm_add_ps(_mm_sub_ps(v0, v0), _mm_sub_ps(v1, v1)));
+        _mm_storeu_ps(dst + 2 * t, _mm_unpacklo_ps(v0, v1));
+        _mm_storeu_ps(dst + 2 * t + 4, _mm_unpackhi_ps(v0, v1));
+    }
+    vc = _mm_add_ps(vc, _mm_movehl_ps(vc, vc));
+    chk = _mm_cvtss_f32(_mm_add_ss(vc, _mm_shuffle_ps(vc, vc, 1)));
+#endif
+    for (; t < n && 2 * t < nout; t++) {
+        y0 = m0[t] + m1[t] + m2[t] + b;
+        dst[2 * t] = y0;
+        chk += y0 - y0;
+        if (2 * t + 1 < nout) {
+            y1 = m1[t] - m2[t] - m3[t] + b;
+            dst[2 * t + 1] = y1;
+            chk += y1 - y1;
+        }
+    }
+    return chk == 0;
+}
+
+static inline int ndconv_wino_out_f64(double *dst, const double *m0, const double *m1,
+                                      const double *m2, const double *m3, Py_ssize_t n,
+                                      Py_ssize_t nout, double b)
+{
+    Py_ssize_t t = 0;
+    double chk = 0, y0, y1;
+#if defined(__SSE2__)
+    __m128d vb = _mm_set1_pd(b), vc = _mm_setzero_pd();
+    for (; 2 * t + 4 <= nout; t += 2) {
+        __m128d a0 = _mm_loadu_pd(m0 + t), a1 = _mm_loadu_pd(m1 + t);
+        __m128d a2 = _mm_loadu_pd(m2 + t), a3 = _mm_loadu_pd(m3 + t);
+        __m128d v0 = _mm_add_pd(_mm_add_pd(_mm_add_pd(a0, a1), a2), vb);
+        __m128d v1 = _mm_add_pd(_mm_sub_pd(_mm_sub_pd(a1, a2), a3), vb);
+        vc = _mm_add_pd(vc, _mm_add_pd(_mm_sub_pd(v0, v0), _mm_sub_pd(v1, v1)));
+        _mm_storeu_pd(dst + 2 * t, _mm_unpacklo_pd(v0, v1));
+        _mm_storeu_pd(dst + 2 * t + 2, _mm_unpackhi_pd(v0, v1));
+    }
+    chk = _mm_cvtsd_f64(_mm_add_sd(vc, _mm_unpackhi_pd(vc, vc)));
+#endif
+    for (; t < n && 2 * t < nout; t++) {
+        y0 = m0[t] + m1[t] + m2[t] + b;
+        dst[2 * t] = y0;
+        chk += y0 - y0;
+        if (2 * t + 1 < nout) {
+            y1 = m1[t] - m2[t] - m3[t] + b;
+            dst[2 * t + 1] = y1;
+            chk += y1 - y1;
+        }
+    }
+    return chk == 0;
+}
+
+/* The row loops of the Winograd transforms, cloned for AVX-512, AVX2 and
+ * the baseline (the resolver picks one when the module loads). */
+#if defined(NDCONV_X86) && defined(__linux__) && !defined(__clang__)
+#define NDCONV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NDCONV_CLONES
+#endif
+
+/* B^T along the last axis: the four rows d + k * ld from the two residues
+ * ev, od (n + 1 cells each) of the input row. */
+#define NDCONV_WINO_IN(T)                                                     \
+    NDCONV_CLONES static void ndconv_wino_in_##T(T *restrict d, Py_ssize_t ld,  \
+                                                 const T *restrict ev,        \
+                                                 const T *restrict od,        \
+                                                 Py_ssize_t n)                \
+    {                                                                         \
+        for (Py_ssize_t t = 0; t < n; t++) {                                  \
+            d[t] = ev[t] - ev[t + 1];                                         \
+            d[ld + t] = od[t] + ev[t + 1];                                    \
+            d[2 * ld + t] = ev[t + 1] - od[t];                                \
+            d[3 * ld + t] = od[t] - od[t + 1];                                \
+        }                                                                     \
+    }
+
+/* One axis of the transforms on four blocks of n cells: B^T in place
+ * (forward), or A^T into the first two blocks. */
+#define NDCONV_WINO_PAIRS(T)                                                  \
+    NDCONV_CLONES static void ndconv_wino_pairs_##T(T *restrict p0, T *restrict p1, \
+                                                    T *restrict p2, T *restrict p3, \
+                                                    Py_ssize_t n, int forward) \
+    {                                                                         \
+        if (forward) {                                                        \
+            for (Py_ssize_t i = 0; i < n; i++) {                              \
+                T v0 = p0[i], v1 = p1[i], v2 = p2[i], v3 = p3[i];             \
+                p0[i] = v0 - v2;                                              \
+                p1[i] = v1 + v2;                                              \
+                p2[i] = v2 - v1;                                              \
+                p3[i] = v1 - v3;                                              \
+            }                                                                 \
+        } else {                                                              \
+            for (Py_ssize_t i = 0; i < n; i++) {                              \
+                T v1 = p1[i], v2 = p2[i];                                     \
+                p0[i] = p0[i] + v1 + v2;                                      \
+                p1[i] = v1 - v2 - p3[i];                                      \
+            }                                                                 \
+        }                                                                     \
+    }
+
+/* B^T along the last axis straight from an input row of size cells that is
+ * zero outside: tile t reads cells i0 + 2t .. i0 + 2t + 3. */
+#define NDCONV_WINO_ROW(T)                                                    \
+    NDCONV_CLONES static void ndconv_wino_row_any_##T(T *restrict d, Py_ssize_t ld, \
+                                                  const T *restrict x,         \
+                                                  Py_ssize_t i0, Py_ssize_t size, \
+                                                  Py_ssize_t n)                \
+    {                                                                         \
+        Py_ssize_t lo = i0 >= 0 ? 0 : (-i0 + 1) / 2;                          \
+        Py_ssize_t hi = size - 3 - i0 < 0 ? 0 : (size - 3 - i0) / 2 + 1;      \
+        if (hi > n) hi = n;                                                   \
+        if (lo > hi) lo = hi;                                                 \
+        for (Py_ssize_t t = lo; t < hi; t++) {                                \
+            const T *c = x + i0 + 2 * t;                                      \
+            T a0 = c[0], a1 = c[1], a2 = c[2], a3 = c[3];                     \
+            d[t] = a0 - a2;                                                   \
+            d[ld + t] = a1 + a2;                                              \
+            d[2 * ld + t] = a2 - a1;                                          \
+            d[3 * ld + t] = a1 - a3;                                          \
+        }                                                                     \
+        for (Py_ssize_t t = 0; t < n; t++) {                                  \
+            if (t == lo) t = hi;                                              \
+            if (t >= n) break;                                                \
+            T a[4];                                                           \
+            for (int k = 0; k < 4; k++) {                                     \
+                Py_ssize_t i = i0 + 2 * t + k;                                \
+                a[k] = (i >= 0 && i < size) ? x[i] : (T)0;                    \
+            }                                                                 \
+            d[t] = a[0] - a[2];                                               \
+            d[ld + t] = a[1] + a[2];                                          \
+            d[2 * ld + t] = a[2] - a[1];                                      \
+            d[3 * ld + t] = a[1] - a[3];                                      \
+        }                                                                     \
+    }
+
+NDCONV_WINO_IN(float)
+NDCONV_WINO_IN(double)
+NDCONV_WINO_ROW(float)
+NDCONV_WINO_ROW(double)
+NDCONV_WINO_PAIRS(float)
+NDCONV_WINO_PAIRS(double)
+
+#ifdef NDCONV_X86
+/* ndconv_wino_row for AVX-512: 16 (float) or 8 (double) tiles a step, the
+ * cells outside the row read as zeros by masked loads (which do not fault),
+ * evens and odds picked by two-source permutes. */
+static inline __mmask16 ndconv_cells16(Py_ssize_t c, Py_ssize_t size)
+{
+    Py_ssize_t lo = -c, hi = size - c;           /* lanes k with lo <= k < hi */
+    if (lo < 0) lo = 0;
+    if (hi > 16) hi = 16;
+    if (hi <= lo) return 0;
+    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+__attribute__((target("avx512f")))
+static void ndconv_wino_row_f32_avx512(float *d, Py_ssize_t ld, const float *x, Py_ssize_t i0,
+                                       Py_ssize_t size, Py_ssize_t n)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (Py_ssize_t t = 0; t < n; t += 16) {
+        Py_ssize_t c = i0 + 2 * t;
+        __m512 A = _mm512_maskz_loadu_ps(ndconv_cells16(c, size), x + c);
+        __m512 B = _mm512_maskz_loadu_ps(ndconv_cells16(c + 16, size), x + c + 16);
+        __m512 C = _mm512_maskz_loadu_ps(ndconv_cells16(c + 32, size) & 3, x + c + 32);
+        __m512 A2 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(B), _mm512_castps_si512(A), 2));
+        __m512 B2 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(C), _mm512_castps_si512(B), 2));
+        __m512 a0 = _mm512_permutex2var_ps(A, ev, B), a1 = _mm512_permutex2var_ps(A, od, B);
+        __m512 a2 = _mm512_permutex2var_ps(A2, ev, B2), a3 = _mm512_permutex2var_ps(A2, od, B2);
+        __mmask16 m = n - t >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - t)) - 1u);
+        _mm512_mask_storeu_ps(d + t, m, _mm512_sub_ps(a0, a2));
+        _mm512_mask_storeu_ps(d + ld + t, m, _mm512_add_ps(a1, a2));
+        _mm512_mask_storeu_ps(d + 2 * ld + t, m, _mm512_sub_ps(a2, a1));
+        _mm512_mask_storeu_ps(d + 3 * ld + t, m, _mm512_sub_ps(a1, a3));
+    }
+}
+
+__attribute__((target("avx512f")))
+static void ndconv_wino_row_f64_avx512(double *d, Py_ssize_t ld, const double *x, Py_ssize_t i0,
+                                       Py_ssize_t size, Py_ssize_t n)
+{
+    const __m512i ev = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i od = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    for (Py_ssize_t t = 0; t < n; t += 8) {
+        Py_ssize_t c = i0 + 2 * t;
+        __m512d A = _mm512_maskz_loadu_pd((__mmask8)ndconv_cells16(c, size), x + c);
+        __m512d B = _mm512_maskz_loadu_pd((__mmask8)ndconv_cells16(c + 8, size), x + c + 8);
+        __m512d C = _mm512_maskz_loadu_pd((__mmask8)(ndconv_cells16(c + 16, size) & 3), x + c + 16);
+        __m512d A2 = _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(B), _mm512_castpd_si512(A), 2));
+        __m512d B2 = _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(C), _mm512_castpd_si512(B), 2));
+        __m512d a0 = _mm512_permutex2var_pd(A, ev, B), a1 = _mm512_permutex2var_pd(A, od, B);
+        __m512d a2 = _mm512_permutex2var_pd(A2, ev, B2), a3 = _mm512_permutex2var_pd(A2, od, B2);
+        __mmask8 m = n - t >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - t)) - 1u);
+        _mm512_mask_storeu_pd(d + t, m, _mm512_sub_pd(a0, a2));
+        _mm512_mask_storeu_pd(d + ld + t, m, _mm512_add_pd(a1, a2));
+        _mm512_mask_storeu_pd(d + 2 * ld + t, m, _mm512_sub_pd(a2, a1));
+        _mm512_mask_storeu_pd(d + 3 * ld + t, m, _mm512_sub_pd(a1, a3));
+    }
+}
+#endif
+
+typedef void (*wino_row_f32_t)(float *, Py_ssize_t, const float *, Py_ssize_t, Py_ssize_t,
+                               Py_ssize_t);
+typedef void (*wino_row_f64_t)(double *, Py_ssize_t, const double *, Py_ssize_t, Py_ssize_t,
+                               Py_ssize_t);
+static wino_row_f32_t ndconv_wino_row_f32 = ndconv_wino_row_any_float;
+static wino_row_f64_t ndconv_wino_row_f64 = ndconv_wino_row_any_double;
+
+/* The Winograd row kernels for the ISA ndconv_mk_select chose. */
+static void ndconv_wino_select(void)
+{
+    ndconv_wino_row_f32 = ndconv_wino_row_any_float;
+    ndconv_wino_row_f64 = ndconv_wino_row_any_double;
+#ifdef NDCONV_X86
+    if (ndconv_isa[0] == 'a' && ndconv_isa[3] == '5') {      /* "avx512" */
+        ndconv_wino_row_f32 = ndconv_wino_row_f32_avx512;
+        ndconv_wino_row_f64 = ndconv_wino_row_f64_avx512;
+    }
+#endif
+}
+
 #endif

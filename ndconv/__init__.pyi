@@ -25,7 +25,7 @@ _DeconvPad = Union[_PadNumbers, Literal['valid', 'same']]
 _PoolPad = Union[_PadNumbers, Literal['valid', 'same']]
 _Sizes = Sequence[_Int]
 _PadMode = Literal['constant', 'reflect', 'edge', 'wrap']
-_Method = Literal['auto', 'implicit', 'gemm', 'direct']
+_Method = Literal['auto', 'winograd', 'implicit', 'gemm', 'direct']
 _GradWMethod = Literal['auto', 'implicit', 'gemm']
 
 # Inputs: float16/32/64 arrays (anything numpy.asarray takes is accepted).

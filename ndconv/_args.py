@@ -373,7 +373,7 @@ def pad_mode_code(pad_mode):
 
 
 # Kernels a caller may ask for by name (``method=``).
-CONV_METHODS = ('auto', 'implicit', 'gemm', 'direct')
+CONV_METHODS = ('auto', 'winograd', 'implicit', 'gemm', 'direct')
 GRAD_W_METHODS = ('auto', 'implicit', 'gemm')
 
 

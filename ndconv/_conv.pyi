@@ -42,6 +42,11 @@ def conv_grad_w(x: _FloatBuf, gy: _FloatBuf, parts: _FloatBuf, geo: _Geo, n: int
                 nparts: int, contiguous: bool, nthreads: int) -> bool: ...
 
 
+def conv_winograd(x: _FloatBuf, u: _FloatBuf, bias: _FloatBuf, out: _FloatBuf, geo: _Geo,
+                  n: int, N: int, C_in: int, C_out: int, groups: int, mode: int, Ls: int,
+                  R: int, Tp: int, nthreads: int) -> int: ...
+
+
 def conv_implicit(x: _FloatBuf, wt: _FloatBuf, bias: _FloatBuf, out: _FloatBuf,
                   geos: _Geo, infos: _Geo, table: _Geo, n: int, N: int, C_in: int,
                   C_out: int, groups: int, mode: int, min_items: int,

@@ -124,12 +124,53 @@ METHOD = 'auto'
 
 def _method(method='auto'):
     """The kernel of a call: the caller's choice, else METHOD (a private
-    switch the tests use), else by the micro-kernels' ISA."""
+    switch the tests use), else by the micro-kernels' ISA ('winograd' runs
+    the implicit GEMM on the phases Winograd does not take)."""
     if method != 'auto':
         return method
     if METHOD != 'auto':
         return METHOD
-    return 'gemm' if _conv.current_isa() == 'generic' else 'implicit'
+    return 'gemm' if _conv.current_isa() == 'generic' else 'winograd'
+
+
+# Winograd F(2, 3), per axis: kernel transform G (4 x 3).  The workspace of
+# a thread (transformed input and products of a work item) stays within
+# _WINO_BYTES, so within the L2 cache.
+_WINO_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+_WINO_BYTES = 1536 << 10
+
+
+def _wino_plan(geo, n, taps, count, cig, cog, itemsize):
+    """Blocking of a phase for conv_winograd, (Ls, R, Tp), or None where
+    Winograd does not apply: 2 or 3 axes, each with three consecutive taps
+    read at unit steps, outputs at unit steps, and channels enough on both
+    sides for its GEMMs (shapes only)."""
+    if n not in (2, 3) or cig < 16 or cog < 8 or any(len(t) != 3 for t in taps):
+        return None
+    g = [int(v) for v in geo]
+    offs = g[9 * n + 1:]
+    if (any(g[4 * n + a] != 1 or g[6 * n + a] != 1 for a in range(n))
+            or any(offs[3 * a + k] != offs[3 * a] + k for a in range(n) for k in range(3))):
+        return None
+    nr = _conv.kernel_shape()[1 if itemsize == 4 else 2]
+    nt = [-(-c // 2) for c in count]
+    Ls = min(nt[-1], 2 * nr)                  # tiles of a row segment
+    R = max(1, min(nt[-2], nr // Ls))         # tile rows, so that a block fills NR
+    Tp = -(-(R * Ls) // nr) * nr
+    if 4 ** n * (cig + cog) * Tp * itemsize > _WINO_BYTES:
+        return None
+    return Ls, R, Tp
+
+
+def _wino_kernel(wsub, C_out, cig, groups, n, dtype):
+    """G g G^T on every axis of the phase's kernel (C_out, cig * 3^n), as
+    (groups, 4^n, cig, C_out // groups) for the micro-kernel."""
+    u = wsub.reshape((C_out, cig) + (3,) * n).astype(np.float64)
+    with np.errstate(invalid='ignore', over='ignore'):
+        for _ in range(n):              # each pass moves the axis it did last
+            u = np.tensordot(u, _WINO_G, axes=([2], [1]))
+    u = u.reshape(groups, C_out // groups, cig, 4 ** n).transpose(0, 3, 2, 1)
+    return np.ascontiguousarray(u, dtype).reshape(-1)
 # Bytes of packed input rows a thread aims for, and the longest row segment.
 _PACK_BYTES = 512 << 10
 _ITEMS_PER_THREAD = 4     # work items per thread the row blocks are cut to, at least
@@ -367,12 +408,27 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups,
                             pad_lo, mode, _nonfinite_taps(Wc))
     if empty:
         res[...] = 0 if b is None else b.reshape((1, C_out) + (1,) * n)
-    with _blas_hold(method != 'implicit'):
+    with _blas_hold(method in ('gemm', 'direct')):
         for taps, start, step, count, geo, contiguous in phases:
             tv = math.prod(len(t) for t in taps)
             kw = cig * tv
             wsub = np.ascontiguousarray(Wc[_tap_index(taps)]).reshape(C_out, kw)
-            if method == 'implicit':
+            # (a weight that is not finite would send every Winograd output
+            # to NaN, and the implicit GEMM redo the call)
+            plan = (_wino_plan(geo, n, taps, count, cig, cog, itemsize)
+                    if method == 'winograd' and np.isfinite(wsub).all() else None)
+            if plan is not None:
+                status = _conv.conv_winograd(xf, _wino_kernel(wsub, C_out, cig, groups, n,
+                                                              res.dtype),
+                                             bias, of, geo, n, N, C_in, C_out, groups, mode,
+                                             *plan, nthreads)
+                if status == 1:
+                    raise MemoryError('ndconv could not allocate its per-thread workspace')
+                if status == 0:
+                    continue
+                # Some output is not finite: the implicit GEMM redoes the
+                # phase, with the direct sum's NaN and inf.
+            if method in ('implicit', 'winograd'):
                 wt = wsub.reshape(groups, cog, kw).transpose(0, 2, 1).reshape(-1)
                 implicit.append(_implicit_plan(geo, n, taps, count, N, C_in, C_out, groups,
                                                tv, itemsize, nthreads) + (wt,))

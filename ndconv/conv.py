@@ -87,12 +87,15 @@ def convolution_nd(x, W, b=None, stride=1, pad=0, cover_all=False, dilate=1,
         'constant' need ``input_dilate == 1``.
     out : ndarray, optional, keyword-only
         C-contiguous array of the result's shape and dtype to fill.
-    method : {'auto', 'implicit', 'gemm', 'direct'}, keyword-only
+    method : {'auto', 'winograd', 'implicit', 'gemm', 'direct'}, keyword-only
         The kernel: 'implicit' (packed input rows and register-blocked
-        micro-kernels, no im2col buffer), 'gemm' (im2col tiles and
-        single-threaded BLAS), 'direct' (row by row, for few channels), or
-        'auto': implicit on CPUs with AVX2 or AVX-512, gemm on others.
-        Results agree within float rounding whatever the method.
+        micro-kernels, no im2col buffer), 'winograd' (Winograd F(2, 3) where
+        every one of 2 or 3 axes has a 3-tap kernel at unit stride and
+        dilation and there are 16 or more input channels a group, the
+        implicit kernel elsewhere), 'gemm' (im2col tiles and single-threaded
+        BLAS), 'direct' (row by row, for few channels), or 'auto': winograd
+        on CPUs with AVX2 or AVX-512, gemm on others.  Results agree within
+        float rounding whatever the method.
 
     Returns
     -------
@@ -173,7 +176,7 @@ def deconvolution_nd(x, W, b=None, stride=1, pad=0, outsize=None, dilate=1,
         to ``stride - 1`` above it.
     groups : int
     out : ndarray, optional, keyword-only
-    method : {'auto', 'implicit', 'gemm', 'direct'}, keyword-only
+    method : {'auto', 'winograd', 'implicit', 'gemm', 'direct'}, keyword-only
         As in `convolution_nd`.
 
     Returns

@@ -976,6 +976,126 @@ def test_grad_w_runs_of_planes(kw, dtype, rng, close, monkeypatch):
     close(got[0], R.conv_grad_w_ref(x, gy, ks, 1, kw['pad'], False, kw.get('dilate', 1), g))
 
 
+# Winograd F(2, 3): three taps on each of 2 or 3 axes, unit steps, 16 or more
+# input channels a group.  Odd sizes leave half tiles at the ends; the
+# transposed case is a stride-1 deconvolution (its correlation view).
+WINOGRAD_CASES = {
+    'plain_3d': ('conv', (2, 16, 5, 6, 7), (8, 16, 3, 3, 3), dict(pad=1)),
+    'valid_2d': ('conv', (1, 20, 9, 14), (12, 20, 3, 3), {}),
+    'asym_reflect': ('conv', (1, 16, 7, 9), (9, 16, 3, 3),
+                     dict(pad=((2, 0), (1, 3)), pad_mode='reflect')),
+    'edge_wrap_3d': ('conv', (1, 16, 4, 5, 3), (8, 16, 3, 3, 3),
+                     dict(pad=(1, 2, 1), pad_mode='wrap')),
+    'edge_mode': ('conv', (2, 16, 6, 5), (8, 16, 3, 3), dict(pad=2, pad_mode='edge')),
+    'groups_bias': ('conv', (1, 32, 6, 7), (16, 16, 3, 3), dict(pad=1, groups=2)),
+    'transposed': ('deconv', (1, 16, 5, 6, 7), (16, 8, 3, 3, 3), dict(pad=1)),
+}
+
+
+def _winograd_call(kind, x, W, b, kw):
+    if kind == 'conv':
+        return ndconv.convolution_nd(x, W, b, **kw)
+    return ndconv.deconvolution_nd(x, W, b, **kw)
+
+
+def _winograd_ref(kind, x, W, b, kw):
+    if kind == 'conv':
+        return R.conv_nd_ref(x, W, b, 1, kw.get('pad', 0), 1, 1,
+                             kw.get('pad_mode', 'constant'), False, kw.get('groups', 1))
+    return R.deconv_nd_ref(x, W, b, 1, kw.get('pad', 0))
+
+
+@pytest.mark.parametrize('isa', ['auto', 'avx2', 'generic'])
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('name', sorted(WINOGRAD_CASES))
+@pytest.mark.parametrize('small_blocks', [False, True])
+def test_winograd(name, dtype, isa, small_blocks, rng, close, monkeypatch):
+    """Against the loop reference, through every micro-kernel ISA, 1 and 2
+    threads bitwise equal; with small blocks, rows of tiles are cut into
+    segments of 3 tiles and blocks hold 2 tile rows."""
+    from ndconv import _conv, _engine
+    if _conv.select_isa(isa)[0] != isa and isa != 'auto':
+        _conv.select_isa('auto')
+        pytest.skip('this CPU has no %s' % isa)
+    status = []
+    real = _conv.conv_winograd
+
+    def spying(*args):
+        status.append(real(*args))
+        return status[-1]
+    monkeypatch.setattr(_conv, 'conv_winograd', spying)
+    monkeypatch.setattr(_engine, 'METHOD', 'winograd')
+    if small_blocks:
+        plan = _engine._wino_plan
+
+        nr = _conv.kernel_shape()[1 if dtype == np.float32 else 2]
+
+        def small(*args):
+            p = plan(*args)
+            return None if p is None else (3, 2, -(-6 // nr) * nr)
+        monkeypatch.setattr(_engine, '_wino_plan', small)
+    kind, xs, Ws, kw = WINOGRAD_CASES[name]
+    x, W = _rand(rng, xs, dtype), _rand(rng, Ws, dtype)
+    b = _rand(rng, (W.shape[1] if kind == 'deconv' else W.shape[0],), dtype)
+    before = ndconv.get_num_threads()
+    try:
+        got = []
+        for t in (1, 2):
+            ndconv.set_num_threads(t)
+            got.append(_winograd_call(kind, x, W, b, kw))
+    finally:
+        ndconv.set_num_threads(before)
+        _conv.select_isa('auto')
+    assert status and all(s == 0 for s in status), status
+    np.testing.assert_array_equal(got[0], got[1])
+    close(got[0], _winograd_ref(kind, x, W, b, kw))
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_winograd_nonfinite(dtype, rng, close, monkeypatch):
+    """A NaN or inf in the input, or an inf weight, reaches exactly the
+    outputs the direct sum gives NaN or inf: the implicit kernel redoes the
+    call (Winograd's transforms would spread them over whole tiles)."""
+    from ndconv import _conv
+    status = []
+    real = _conv.conv_winograd
+
+    def spying(*args):
+        status.append(real(*args))
+        return status[-1]
+    monkeypatch.setattr(_conv, 'conv_winograd', spying)
+    x = _rand(rng, (1, 16, 6, 7, 8), dtype)
+    W = _rand(rng, (8, 16, 3, 3, 3), dtype)
+    x[0, 3, 2, 3, 4] = np.nan
+    x[0, 5, 0, 6, 1] = np.inf
+    got = ndconv.convolution_nd(x, W, pad=1, method='winograd')
+    ref = R.conv_nd_ref(x, W, None, 1, 1)
+    assert status == [2]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))
+    fin = np.isfinite(ref)
+    assert 0 < fin.sum() < fin.size
+    close(got[fin], ref[fin])
+    W[2, 1, 0, 1, 2] = np.inf
+    x = _rand(rng, (1, 16, 6, 7, 8), dtype)
+    got = ndconv.convolution_nd(x, W, pad=1)
+    ref = R.conv_nd_ref(x, W, None, 1, 1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))
+
+
+def test_winograd_where_it_does_not_apply(rng, close):
+    """method='winograd' on shapes it does not take (5 taps, stride 2, few
+    channels, 1 axis) runs the implicit GEMM."""
+    for xs, Ws, kw in [((1, 16, 9, 9), (4, 16, 5, 5), {}),
+                       ((1, 16, 9, 9), (4, 16, 3, 3), dict(stride=2)),
+                       ((1, 4, 9, 9), (4, 4, 3, 3), {}),
+                       ((2, 16, 30), (4, 16, 3), dict(pad=1))]:
+        x, W = _rand(rng, xs), _rand(rng, Ws)
+        close(ndconv.convolution_nd(x, W, method='winograd', **kw),
+              R.conv_nd_ref(x, W, None, kw.get('stride', 1), 0 if 'pad' not in kw else 1))
+
+
 # Swapped blocks of the implicit GEMM (output cells on the micro-kernel's MR
 # rows, channels on its NR columns) run where the channels of a group are a
 # multiple of NR (32 is, on every ISA and dtype) and rows of 6, 7, 13 or 14
