@@ -60,10 +60,10 @@ cdef extern from "ndconv_mk.h" nogil:
                                  int forward)
     void ndconv_wino_pairs_double(double* p0, double* p1, double* p2, double* p3,
                                   Py_ssize_t n, int forward)
-    int ndconv_wino_out_f32(float* dst, const float* m0, const float* m1, const float* m2,
-                            const float* m3, Py_ssize_t n, Py_ssize_t nout, float b)
-    int ndconv_wino_out_f64(double* dst, const double* m0, const double* m1, const double* m2,
-                            const double* m3, Py_ssize_t n, Py_ssize_t nout, double b)
+    int ndconv_wino_out_float(float* dst, const float* m0, const float* m1, const float* m2,
+                              const float* m3, Py_ssize_t nout, float b)
+    int ndconv_wino_out_double(double* dst, const double* m0, const double* m1,
+                               const double* m2, const double* m3, Py_ssize_t nout, double b)
     void ndconv_transpose_f32(const float* src, Py_ssize_t lds, float* dst, Py_ssize_t ldd,
                               Py_ssize_t rows, Py_ssize_t cols, int cols_outer)
     void ndconv_transpose_f64(const double* src, Py_ssize_t lds, double* dst, Py_ssize_t ldd,
@@ -1367,13 +1367,13 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
                 o = out_offset(G, j)
                 p0 = M + (e * 4 * cog + co) * Tp + r * Ls
                 if floating is float:
-                    finite &= ndconv_wino_out_f32(outg + co * G.out_vol + o, p0, p0 + blkM,
-                                                  p0 + 2 * blkM, p0 + 3 * blkM, nts, nout,
-                                                  bg[co] if bg != NULL else 0)
+                    finite &= ndconv_wino_out_float(outg + co * G.out_vol + o, p0, p0 + blkM,
+                                                    p0 + 2 * blkM, p0 + 3 * blkM, nout,
+                                                    bg[co] if bg != NULL else 0)
                 else:
-                    finite &= ndconv_wino_out_f64(outg + co * G.out_vol + o, p0, p0 + blkM,
-                                                  p0 + 2 * blkM, p0 + 3 * blkM, nts, nout,
-                                                  bg[co] if bg != NULL else 0)
+                    finite &= ndconv_wino_out_double(outg + co * G.out_vol + o, p0, p0 + blkM,
+                                                     p0 + 2 * blkM, p0 + 3 * blkM, nout,
+                                                     bg[co] if bg != NULL else 0)
     return finite
 
 

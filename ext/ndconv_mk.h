@@ -509,75 +509,6 @@ static inline void ndconv_transpose_f64(const double *src, Py_ssize_t lds, doubl
 }
 #undef NDCONV_TILE_LOOPS
 
-/* The output transform of Winograd F(2, 3) along the last axis, with the
- * bias: dst[2t] = m0[t] + m1[t] + m2[t] + b, dst[2t + 1] = m1[t] - m2[t] -
- * m3[t] + b, for the first nout (<= 2n) outputs.  Returns 0 when one of
- * them is not finite (y - y is then NaN, and NaN sticks to the check). */
-static inline int ndconv_wino_out_f32(float *dst, const float *m0, const float *m1,
-                                      const float *m2, const float *m3, Py_ssize_t n,
-                                      Py_ssize_t nout, float b)
-{
-    Py_ssize_t t = 0;
-    float chk = 0, y0, y1;
-#if defined(__SSE2__)
-    __m128 vb = _mm_set1_ps(b), vc = _mm_setzero_ps();
-    for (; 2 * t + 8 <= nout; t += 4) {
-        __m128 a0 = _mm_loadu_ps(m0 + t), a1 = _mm_loadu_ps(m1 + t);
-        __m128 a2 = _mm_loadu_ps(m2 + t), a3 = _mm_loadu_ps(m3 + t);
-        __m128 v0 = _mm_add_ps(_mm_add_ps(_mm_add_ps(a0, a1), a2), vb);
-        __m128 v1 = _mm_add_ps(_mm_sub_ps(_mm_sub_ps(a1, a2), a3), vb);
-        vc = _mm_add_ps(vc, _mm_add_ps(_mm_sub_ps(v0, v0), _mm_sub_ps(v1, v1)));
-        _mm_storeu_ps(dst + 2 * t, _mm_unpacklo_ps(v0, v1));
-        _mm_storeu_ps(dst + 2 * t + 4, _mm_unpackhi_ps(v0, v1));
-    }
-    vc = _mm_add_ps(vc, _mm_movehl_ps(vc, vc));
-    chk = _mm_cvtss_f32(_mm_add_ss(vc, _mm_shuffle_ps(vc, vc, 1)));
-#endif
-    for (; t < n && 2 * t < nout; t++) {
-        y0 = m0[t] + m1[t] + m2[t] + b;
-        dst[2 * t] = y0;
-        chk += y0 - y0;
-        if (2 * t + 1 < nout) {
-            y1 = m1[t] - m2[t] - m3[t] + b;
-            dst[2 * t + 1] = y1;
-            chk += y1 - y1;
-        }
-    }
-    return chk == 0;
-}
-
-static inline int ndconv_wino_out_f64(double *dst, const double *m0, const double *m1,
-                                      const double *m2, const double *m3, Py_ssize_t n,
-                                      Py_ssize_t nout, double b)
-{
-    Py_ssize_t t = 0;
-    double chk = 0, y0, y1;
-#if defined(__SSE2__)
-    __m128d vb = _mm_set1_pd(b), vc = _mm_setzero_pd();
-    for (; 2 * t + 4 <= nout; t += 2) {
-        __m128d a0 = _mm_loadu_pd(m0 + t), a1 = _mm_loadu_pd(m1 + t);
-        __m128d a2 = _mm_loadu_pd(m2 + t), a3 = _mm_loadu_pd(m3 + t);
-        __m128d v0 = _mm_add_pd(_mm_add_pd(_mm_add_pd(a0, a1), a2), vb);
-        __m128d v1 = _mm_add_pd(_mm_sub_pd(_mm_sub_pd(a1, a2), a3), vb);
-        vc = _mm_add_pd(vc, _mm_add_pd(_mm_sub_pd(v0, v0), _mm_sub_pd(v1, v1)));
-        _mm_storeu_pd(dst + 2 * t, _mm_unpacklo_pd(v0, v1));
-        _mm_storeu_pd(dst + 2 * t + 2, _mm_unpackhi_pd(v0, v1));
-    }
-    chk = _mm_cvtsd_f64(_mm_add_sd(vc, _mm_unpackhi_pd(vc, vc)));
-#endif
-    for (; t < n && 2 * t < nout; t++) {
-        y0 = m0[t] + m1[t] + m2[t] + b;
-        dst[2 * t] = y0;
-        chk += y0 - y0;
-        if (2 * t + 1 < nout) {
-            y1 = m1[t] - m2[t] - m3[t] + b;
-            dst[2 * t + 1] = y1;
-            chk += y1 - y1;
-        }
-    }
-    return chk == 0;
-}
-
 /* The row loops of the Winograd transforms, cloned for AVX-512, AVX2 and
  * the baseline (the resolver picks one when the module loads). */
 #if defined(NDCONV_X86) && defined(__linux__) && !defined(__clang__)
@@ -661,8 +592,37 @@ static inline int ndconv_wino_out_f64(double *dst, const double *m0, const doubl
         }                                                                     \
     }
 
+/* A^T along the last axis, with the bias, as the outputs are written:
+ * dst[2t] = m0[t] + m1[t] + m2[t] + b, dst[2t + 1] = m1[t] - m2[t] - m3[t] + b
+ * for the first nout (<= 2n) outputs.  Returns 0 when one of them is not
+ * finite (y - y is then NaN, which compares unequal to 0). */
+#define NDCONV_WINO_OUT(T)                                                    \
+    NDCONV_CLONES static int ndconv_wino_out_##T(T *restrict dst, const T *restrict m0, \
+                                                 const T *restrict m1,        \
+                                                 const T *restrict m2,        \
+                                                 const T *restrict m3,        \
+                                                 Py_ssize_t nout, T b)        \
+    {                                                                         \
+        Py_ssize_t h = nout / 2;                                              \
+        int bad = 0;                                                          \
+        for (Py_ssize_t t = 0; t < h; t++) {                                  \
+            T y0 = m0[t] + m1[t] + m2[t] + b, y1 = m1[t] - m2[t] - m3[t] + b; \
+            dst[2 * t] = y0;                                                  \
+            dst[2 * t + 1] = y1;                                              \
+            bad |= (y0 - y0 != 0) | (y1 - y1 != 0);                           \
+        }                                                                     \
+        if (nout & 1) {                                                       \
+            T y0 = m0[h] + m1[h] + m2[h] + b;                                 \
+            dst[2 * h] = y0;                                                  \
+            bad |= y0 - y0 != 0;                                              \
+        }                                                                     \
+        return !bad;                                                          \
+    }
+
 NDCONV_WINO_IN(float)
 NDCONV_WINO_IN(double)
+NDCONV_WINO_OUT(float)
+NDCONV_WINO_OUT(double)
 NDCONV_WINO_ROW(float)
 NDCONV_WINO_ROW(double)
 NDCONV_WINO_PAIRS(float)

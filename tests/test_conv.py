@@ -4,6 +4,7 @@ issue, dtypes, memory layouts, out=, thread counts and (where installed)
 PyTorch."""
 
 import concurrent.futures
+import contextlib
 import itertools
 import zlib
 
@@ -943,6 +944,61 @@ def test_grad_w_channels_last(name, dtype, isa, small_blocks, rng, close, monkey
     close(got, ref)
 
 
+def _spy(monkeypatch, name, keep=lambda args, result: result):
+    """Record keep(args, result) of every call of ndconv._conv.<name>."""
+    from ndconv import _conv
+    seen = []
+    real = getattr(_conv, name)
+
+    def spy(*args):
+        result = real(*args)
+        seen.append(keep(args, result))
+        return result
+    monkeypatch.setattr(_conv, name, spy)
+    return seen
+
+
+def _at_one_and_two_threads(call):
+    """[call() at 1 thread, call() at 2 threads]; the count is restored."""
+    before = ndconv.get_num_threads()
+    try:
+        got = []
+        for t in (1, 2):
+            ndconv.set_num_threads(t)
+            got.append(call())
+        return got
+    finally:
+        ndconv.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _kernels_for(isa):
+    """The micro-kernels of ``isa`` for the block (a skip where this CPU
+    lacks it), then the automatic choice again."""
+    from ndconv import _conv
+    if _conv.select_isa(isa)[0] != isa and isa != 'auto':
+        _conv.select_isa('auto')
+        pytest.skip('this CPU has no %s' % isa)
+    try:
+        yield
+    finally:
+        _conv.select_isa('auto')
+
+
+def _conv_or_deconv(kind, x, W, b, kw):
+    if kind == 'conv':
+        return ndconv.convolution_nd(x, W, b, **kw)
+    return ndconv.deconvolution_nd(x, W, b, **kw)
+
+
+def _conv_or_deconv_ref(kind, x, W, b, kw):
+    if kind == 'conv':
+        return R.conv_nd_ref(x, W, b, kw.get('stride', 1), kw.get('pad', 0),
+                             kw.get('dilate', 1), 1, kw.get('pad_mode', 'constant'), False,
+                             kw.get('groups', 1))
+    return R.deconv_nd_ref(x, W, b, kw.get('stride', 1), kw.get('pad', 0))
+
+
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('kw', [dict(pad=1), dict(pad=((2, 0), 1, (0, 1))),
                                 dict(pad=1, dilate=(1, 2, 1)), dict(pad=(0, 1, 1), groups=2)])
@@ -950,27 +1006,13 @@ def test_grad_w_runs_of_planes(kw, dtype, rng, close, monkeypatch):
     """Channels-last weight gradient of deep volumes: consecutive planes of a
     part keep the staged input planes they share (13 planes a volume, so
     parts cross from one volume to the next); 1 and 2 threads bitwise."""
-    from ndconv import _conv
-    calls = []
-    real = _conv.conv_grad_w_cl
-
-    def counting(*args):
-        calls.append(1)
-        return real(*args)
-    monkeypatch.setattr(_conv, 'conv_grad_w_cl', counting)
+    calls = _spy(monkeypatch, 'conv_grad_w_cl')
     g = kw.get('groups', 1)
     x = _rand(rng, (2, 32 * g, 13, 6, 7), dtype)
     ks = (3, 3, 2)
     out = ndconv.convolution_nd(x, _rand(rng, (8, 32) + ks, dtype), **kw).shape
     gy = _rand(rng, out, dtype)
-    before = ndconv.get_num_threads()
-    try:
-        got = []
-        for t in (1, 2):
-            ndconv.set_num_threads(t)
-            got.append(ndconv.convolution_nd_grad_W(x, gy, ks, **kw))
-    finally:
-        ndconv.set_num_threads(before)
+    got = _at_one_and_two_threads(lambda: ndconv.convolution_nd_grad_W(x, gy, ks, **kw))
     assert calls, 'the channels-last kernel did not run'
     np.testing.assert_array_equal(got[0], got[1])
     close(got[0], R.conv_grad_w_ref(x, gy, ks, 1, kw['pad'], False, kw.get('dilate', 1), g))
@@ -992,19 +1034,6 @@ WINOGRAD_CASES = {
 }
 
 
-def _winograd_call(kind, x, W, b, kw):
-    if kind == 'conv':
-        return ndconv.convolution_nd(x, W, b, **kw)
-    return ndconv.deconvolution_nd(x, W, b, **kw)
-
-
-def _winograd_ref(kind, x, W, b, kw):
-    if kind == 'conv':
-        return R.conv_nd_ref(x, W, b, 1, kw.get('pad', 0), 1, 1,
-                             kw.get('pad_mode', 'constant'), False, kw.get('groups', 1))
-    return R.deconv_nd_ref(x, W, b, 1, kw.get('pad', 0))
-
-
 @pytest.mark.parametrize('isa', ['auto', 'avx2', 'generic'])
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('name', sorted(WINOGRAD_CASES))
@@ -1014,41 +1043,24 @@ def test_winograd(name, dtype, isa, small_blocks, rng, close, monkeypatch):
     threads bitwise equal; with small blocks, rows of tiles are cut into
     segments of 3 tiles and blocks hold 2 tile rows."""
     from ndconv import _conv, _engine
-    if _conv.select_isa(isa)[0] != isa and isa != 'auto':
-        _conv.select_isa('auto')
-        pytest.skip('this CPU has no %s' % isa)
-    status = []
-    real = _conv.conv_winograd
-
-    def spying(*args):
-        status.append(real(*args))
-        return status[-1]
-    monkeypatch.setattr(_conv, 'conv_winograd', spying)
+    status = _spy(monkeypatch, 'conv_winograd')
     monkeypatch.setattr(_engine, 'METHOD', 'winograd')
-    if small_blocks:
-        plan = _engine._wino_plan
-
-        nr = _conv.kernel_shape()[1 if dtype == np.float32 else 2]
-
-        def small(*args):
-            p = plan(*args)
-            return None if p is None else (3, 2, -(-6 // nr) * nr)
-        monkeypatch.setattr(_engine, '_wino_plan', small)
     kind, xs, Ws, kw = WINOGRAD_CASES[name]
     x, W = _rand(rng, xs, dtype), _rand(rng, Ws, dtype)
     b = _rand(rng, (W.shape[1] if kind == 'deconv' else W.shape[0],), dtype)
-    before = ndconv.get_num_threads()
-    try:
-        got = []
-        for t in (1, 2):
-            ndconv.set_num_threads(t)
-            got.append(_winograd_call(kind, x, W, b, kw))
-    finally:
-        ndconv.set_num_threads(before)
-        _conv.select_isa('auto')
+    with _kernels_for(isa):
+        if small_blocks:
+            plan = _engine._wino_plan
+            nr = _conv.kernel_shape()[1 if dtype == np.float32 else 2]
+
+            def small(*args):
+                p = plan(*args)
+                return None if p is None else (3, 2, -(-6 // nr) * nr)
+            monkeypatch.setattr(_engine, '_wino_plan', small)
+        got = _at_one_and_two_threads(lambda: _conv_or_deconv(kind, x, W, b, kw))
     assert status and all(s == 0 for s in status), status
     np.testing.assert_array_equal(got[0], got[1])
-    close(got[0], _winograd_ref(kind, x, W, b, kw))
+    close(got[0], _conv_or_deconv_ref(kind, x, W, b, kw))
 
 
 @pytest.mark.parametrize('dtype', DTYPES)
@@ -1056,14 +1068,7 @@ def test_winograd_nonfinite(dtype, rng, close, monkeypatch):
     """A NaN or inf in the input, or an inf weight, reaches exactly the
     outputs the direct sum gives NaN or inf: the implicit kernel redoes the
     call (Winograd's transforms would spread them over whole tiles)."""
-    from ndconv import _conv
-    status = []
-    real = _conv.conv_winograd
-
-    def spying(*args):
-        status.append(real(*args))
-        return status[-1]
-    monkeypatch.setattr(_conv, 'conv_winograd', spying)
+    status = _spy(monkeypatch, 'conv_winograd')
     x = _rand(rng, (1, 16, 6, 7, 8), dtype)
     W = _rand(rng, (8, 16, 3, 3, 3), dtype)
     x[0, 3, 2, 3, 4] = np.nan
@@ -1120,17 +1125,8 @@ def test_swapped_blocks(name, dtype, isa, small_blocks, rng, close, monkeypatch)
     """Against the loop reference, through every micro-kernel ISA, 1 and 2
     threads bitwise equal; with the blocking shrunk, rows are cut into
     segments and the input channels into chunks."""
-    from ndconv import _conv, _engine
-    if _conv.select_isa(isa)[0] != isa and isa != 'auto':
-        _conv.select_isa('auto')
-        pytest.skip('this CPU has no %s' % isa)
-    swaps = []
-    real = _conv.conv_implicit
-
-    def spying(*args):
-        swaps.extend(int(v) for v in args[6][6::7])
-        return real(*args)
-    monkeypatch.setattr(_conv, 'conv_implicit', spying)
+    from ndconv import _engine
+    tables = _spy(monkeypatch, 'conv_implicit', lambda args, result: list(args[6][6::7]))
     monkeypatch.setattr(_engine, 'METHOD', 'implicit')   # 'auto' is gemm on generic
     if small_blocks:
         monkeypatch.setattr(_engine, '_QSEG', 5)
@@ -1138,27 +1134,11 @@ def test_swapped_blocks(name, dtype, isa, small_blocks, rng, close, monkeypatch)
     kind, xs, Ws, kw = SWAPPED_CASES[name]
     x, W = _rand(rng, xs, dtype), _rand(rng, Ws, dtype)
     b = _rand(rng, (W.shape[1] if kind == 'deconv' else W.shape[0],), dtype)
-    before = ndconv.get_num_threads()
-    try:
-        got = []
-        for t in (1, 2):
-            ndconv.set_num_threads(t)
-            if kind == 'conv':
-                got.append(ndconv.convolution_nd(x, W, b, **kw))
-            else:
-                got.append(ndconv.deconvolution_nd(x, W, b, **kw))
-    finally:
-        ndconv.set_num_threads(before)
-        _conv.select_isa('auto')
-    assert any(swaps), 'no phase ran swapped blocks'
+    with _kernels_for(isa):
+        got = _at_one_and_two_threads(lambda: _conv_or_deconv(kind, x, W, b, kw))
+    assert any(any(t) for t in tables), 'no phase ran swapped blocks'
     np.testing.assert_array_equal(got[0], got[1])
-    if kind == 'conv':
-        ref = R.conv_nd_ref(x, W, b, kw.get('stride', 1), kw.get('pad', 0),
-                            kw.get('dilate', 1), 1, kw.get('pad_mode', 'constant'), False,
-                            kw.get('groups', 1))
-    else:
-        ref = R.deconv_nd_ref(x, W, b, kw['stride'], kw['pad'])
-    close(got[0], ref)
+    close(got[0], _conv_or_deconv_ref(kind, x, W, b, kw))
 
 
 def _thread_call(kind, x, W, kw):
