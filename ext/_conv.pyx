@@ -31,7 +31,7 @@ cdef extern from "stdlib.h" nogil:
     void* aligned_alloc(size_t alignment, size_t size)
 from libc.string cimport memset
 
-from _util cimport MAXD, MODE_CONSTANT, floordiv, ceildiv, map_index
+from _util cimport MAXD, MODE_CONSTANT, floordiv, ceildiv, map_index, valid_range
 
 cdef extern from "ndconv_mk.h" nogil:
     void ndconv_mk_f32(int mr, Py_ssize_t K, const float* A, Py_ssize_t lda,
@@ -260,28 +260,6 @@ cdef inline Py_ssize_t out_offset(const Geom* G, const Py_ssize_t* j) noexcept n
     for a in range(G.n):
         o += (G.start[a] + j[a] * G.step[a]) * G.out_stride[a]
     return o
-
-
-cdef inline void valid_range(Py_ssize_t i0, Py_ssize_t s, Py_ssize_t size,
-                             Py_ssize_t run, Py_ssize_t* qlo, Py_ssize_t* qhi) noexcept nogil:
-    """Cells q in [0, run) with 0 <= i0 + q * s < size form [qlo, qhi)."""
-    cdef Py_ssize_t lo, hi
-    if s == 1:                  # no division on the common path
-        lo = -i0
-        hi = size - i0
-    else:
-        lo = ceildiv(-i0, s)
-        hi = floordiv(size - 1 - i0, s) + 1
-    if lo < 0:
-        lo = 0
-    if lo > run:
-        lo = run
-    if hi > run:
-        hi = run
-    if hi < lo:
-        hi = lo
-    qlo[0] = lo
-    qhi[0] = hi
 
 
 cdef inline void copy_run(floating* dst, const floating* row, Py_ssize_t i0,

@@ -44,7 +44,7 @@ from cpython.pycapsule cimport PyCapsule_New
 cimport numpy as cnp
 import numpy as np
 
-from _util cimport MAXD, floordiv, ceildiv
+from _util cimport MAXD, floordiv, ceildiv, valid_range
 
 cnp.import_array()
 
@@ -198,23 +198,6 @@ ctypedef struct Geom:
     bint lin, ulin
 
 
-cdef inline void interior(Py_ssize_t D, Py_ssize_t O, Py_ssize_t k, Py_ssize_t s,
-                          Py_ssize_t lo, Py_ssize_t* a, Py_ssize_t* b) noexcept nogil:
-    """Output cells [a, b) of an axis whose taps are all inside [0, D)."""
-    cdef Py_ssize_t x = ceildiv(lo, s)
-    cdef Py_ssize_t y = floordiv(D - k + lo, s) + 1
-    if x < 0:
-        x = 0
-    if x > O:
-        x = O
-    if y > O:
-        y = O
-    if y < x:
-        y = x
-    a[0] = x
-    b[0] = y
-
-
 cdef Geom _geom(const Py_ssize_t[::1] geo, Py_ssize_t n):
     cdef Geom G
     cdef Py_ssize_t a, acc = 1
@@ -234,10 +217,11 @@ cdef Geom _geom(const Py_ssize_t[::1] geo, Py_ssize_t n):
         G.out_vol *= G.out_shape[a]
         G.kvol *= G.ksize[a]
     G.rows = G.out_vol // G.out_shape[n - 1] if G.out_shape[n - 1] else 0
-    interior(G.in_shape[n - 1], G.out_shape[n - 1], G.ksize[n - 1], G.stride[n - 1],
-             G.pad_lo[n - 1], &G.qa, &G.qb)
-    interior(G.in_shape[n - 2], G.out_shape[n - 2], G.ksize[n - 2], G.stride[n - 2],
-             G.pad_lo[n - 2], &G.ia, &G.ib)
+    # output cells whose windows lie inside the input, on the last two axes
+    valid_range(-G.pad_lo[n - 1], G.stride[n - 1], G.in_shape[n - 1] - G.ksize[n - 1] + 1,
+                G.out_shape[n - 1], &G.qa, &G.qb)
+    valid_range(-G.pad_lo[n - 2], G.stride[n - 2], G.in_shape[n - 2] - G.ksize[n - 2] + 1,
+                G.out_shape[n - 2], &G.ia, &G.ib)
     cdef Py_ssize_t a2 = n - 2
     cdef bint flat = True
     for a in range(a2):

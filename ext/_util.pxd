@@ -49,3 +49,25 @@ cdef inline Py_ssize_t map_index(Py_ssize_t i, Py_ssize_t size, int mode) noexce
     period = 2 * (size - 1)
     i = i - floordiv(i, period) * period
     return period - i if i >= size else i
+
+
+cdef inline void valid_range(Py_ssize_t i0, Py_ssize_t s, Py_ssize_t size,
+                             Py_ssize_t run, Py_ssize_t* qlo, Py_ssize_t* qhi) noexcept nogil:
+    """Cells q in [0, run) with 0 <= i0 + q * s < size form [qlo, qhi)."""
+    cdef Py_ssize_t lo, hi
+    if s == 1:                  # no division on the common path
+        lo = -i0
+        hi = size - i0
+    else:
+        lo = ceildiv(-i0, s)
+        hi = floordiv(size - 1 - i0, s) + 1
+    if lo < 0:
+        lo = 0
+    if lo > run:
+        lo = run
+    if hi > run:
+        hi = run
+    if hi < lo:
+        hi = lo
+    qlo[0] = lo
+    qhi[0] = hi
