@@ -1234,6 +1234,21 @@ cdef inline void wino_pairs(floating* V, Py_ssize_t P, Py_ssize_t w, Py_ssize_t 
                                      blk, forward)
 
 
+cdef inline Py_ssize_t tile_cells(Py_ssize_t e, const Py_ssize_t* tile, Py_ssize_t r,
+                                  Py_ssize_t ax2, Py_ssize_t* j) noexcept nogil:
+    """Cells j[a] = 2 * tile[a] + (digit a of e) of the axes a <= ax2, tile
+    row r added on axis ax2; e's base-4 digits run from axis ax2 (lowest) to
+    axis 0.  Returns the largest digit."""
+    cdef Py_ssize_t a, d, top = 0
+    for a in range(ax2, -1, -1):
+        d = e % 4
+        e = e // 4
+        j[a] = 2 * (tile[a] + (r if a == ax2 else 0)) + d
+        if d > top:
+            top = d
+    return top
+
+
 cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
                      const floating* bg, floating* outg, Py_ssize_t cig, Py_ssize_t cog,
                      const Py_ssize_t* tile, Py_ssize_t nrow, Py_ssize_t ts, Py_ssize_t nts,
@@ -1246,8 +1261,9 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
     group's transformed kernel (4^n, cig, cog).  False when an output came
     out non-finite."""
     cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t tk[MAXD]
     cdef Py_ssize_t n = G.n, last = G.n - 1, ax2 = G.n - 2
-    cdef Py_ssize_t P = 1, Pl, a, e, rem, d, i, base, ci, co, r, t, w, xi
+    cdef Py_ssize_t P = 1, Pl, a, e, d, base, ci, co, r, w, xi
     cdef Py_ssize_t blk, nblk, mr, co0, q0, qend, o, nout
     cdef Py_ssize_t blkV = cig * Tp, blkM = cog * Tp
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
@@ -1261,24 +1277,13 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
         P *= 4
     Pl = P // 4
     # Input: B^T along the last axis from the row's two residues, ...
-    for ci in range(cig):
-        for r in range(nrow):
-            for e in range(Pl):
-                ok = True
-                base = 0
-                rem = e
-                a = ax2
-                while a >= 0:
-                    d = rem % 4
-                    rem = rem // 4
-                    i = G.tap_off[G.tap_base[a]] + 2 * (tile[a] + (r if a == ax2 else 0)) + d
-                    if i < 0 or i >= G.in_shape[a]:
-                        i = map_index(i, G.in_shape[a], G.mode)
-                        if i < 0:
-                            ok = False
-                            break
-                    base += i * G.in_stride[a]
-                    a -= 1
+    for a in range(ax2 + 1):
+        tk[a] = 0
+    for r in range(nrow):
+        for e in range(Pl):
+            tile_cells(e, tile, r, ax2, j)      # (input cells: unit steps, first taps)
+            ok = outer_base_n(G, j, tk, ax2 + 1, &base)
+            for ci in range(cig):
                 dst = V + (e * 4 * cig + ci) * Tp + r * Ls
                 if not ok:
                     for d in range(4):
@@ -1326,23 +1331,17 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
         w *= 4
     j[last] = 2 * ts
     nout = min(2 * nts, G.count[last] - 2 * ts)
-    for co in range(cog):
-        for r in range(nrow):
-            for e in range(Pl):
-                ok = True
-                rem = e
-                a = ax2
-                while a >= 0:
-                    d = rem % 4
-                    rem = rem // 4
-                    j[a] = 2 * (tile[a] + (r if a == ax2 else 0)) + d
-                    if d > 1 or j[a] >= G.count[a]:
-                        ok = False
-                        break
-                    a -= 1
-                if not ok:
-                    continue
-                o = out_offset(G, j)
+    for r in range(nrow):
+        for e in range(Pl):
+            if tile_cells(e, tile, r, ax2, j) > 1:
+                continue                        # a position A^T has dropped
+            ok = True
+            for a in range(ax2 + 1):
+                ok = ok and j[a] < G.count[a]
+            if not ok:
+                continue
+            o = out_offset(G, j)
+            for co in range(cog):
                 p0 = M + (e * 4 * cog + co) * Tp + r * Ls
                 if floating is float:
                     finite &= ndconv_wino_out_float(outg + co * G.out_vol + o, p0, p0 + blkM,
