@@ -656,6 +656,30 @@ ctypedef struct Last:
     const Py_ssize_t* shift   # per tap: a[tl] - m_min
 
 
+cdef inline bint plane_ring(const Geom* G, Py_ssize_t noo) noexcept nogil:
+    """Whether, on 3 axes, the next plane along axis 0 reads all but one of
+    this plane's noo (2 to 64) input planes: unit step along axis 0 and
+    consecutive taps.  A run of planes can then keep a ring of noo packed
+    (or staged) input planes and add one a plane."""
+    cdef Py_ssize_t t
+    if G.n != 3 or not 1 < noo <= 64 or G.in_step[0] != 1:
+        return False
+    for t in range(noo):
+        if G.tap_off[G.tap_base[0] + t] != G.tap_off[G.tap_base[0]] + t:
+            return False
+    return True
+
+
+cdef inline void ring_places(const Geom* G, Py_ssize_t plane, Py_ssize_t noo,
+                             Py_ssize_t* where) noexcept nogil:
+    """Place in the ring of each tap's input plane for plane ``plane``:
+    where[t] = (input plane) mod noo."""
+    cdef Py_ssize_t t, i
+    for t in range(noo):
+        i = plane + G.tap_off[G.tap_base[0] + t]
+        where[t] = i - floordiv(i, noo) * noo
+
+
 cdef inline Py_ssize_t row_offset(const Geom* G, bint ok, Py_ssize_t base,
                                   Py_ssize_t i2) noexcept nogil:
     """Offset of the input row at index i2 along axis n - 2 below ``base``
@@ -1079,7 +1103,7 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
     cdef Py_ssize_t nph = table.shape[0] // 7
     cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
-    cdef Py_ssize_t p, it, b, g, pl, pp, t, jr0, lq, nin, i2min, nitems = 0, cnt
+    cdef Py_ssize_t p, it, b, g, pl, pp, jr0, lq, nin, i2min, nitems = 0, cnt
     cdef Py_ssize_t packmax = 1, ptrmax = 1, accmax = 1, per
     cdef Py_ssize_t* where
     cdef int failed = 0
@@ -1115,16 +1139,11 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
         # one of this plane's input planes, so the pack keeps them, at place
         # (input plane mod noo), and only the new one is packed.
         P.prun = 1
-        if (n == 3 and 1 < P.noo <= 64 and P.G.in_step[0] == 1 and P.cchunk >= cig
-                and P.G.count[n - 1] <= P.qseg):
-            t = 1
-            while t < P.noo and P.G.tap_off[t] == P.G.tap_off[0] + t:
-                t += 1
-            if t == P.noo:
-                P.prun = 8
-                while P.prun > 1 and (N * groups * P.nblocks
-                                      * ((P.nplanes + P.prun - 1) // P.prun) < min_items):
-                    P.prun //= 2
+        if plane_ring(&P.G, P.noo) and P.cchunk >= cig and P.G.count[n - 1] <= P.qseg:
+            P.prun = 8
+            while P.prun > 1 and (N * groups * P.nblocks
+                                  * ((P.nplanes + P.prun - 1) // P.prun) < min_items):
+                P.prun //= 2
         P.nruns = (P.nplanes + P.prun - 1) // P.prun
         P.first = nitems
         nitems += N * groups * P.nruns * P.nblocks
@@ -1172,9 +1191,7 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
                     jr0 = (cnt % P.nblocks) * P.rows
                     for pp in range(min(P.prun, P.nplanes - pl)):
                         if P.prun > 1:
-                            for t in range(P.noo):
-                                where[t] = pl + pp + P.G.tap_off[t]
-                                where[t] = where[t] - floordiv(where[t], P.noo) * P.noo
+                            ring_places(&P.G, pl + pp, P.noo, where)
                         implicit_block(&P.G, &P.Lt, xp + (b * C_in + g * cig) * P.G.in_vol,
                                        wp + P.wt_off + g * cig * P.G.tv * cog,
                                        bp + g * cog if bp != NULL else NULL,
@@ -1649,7 +1666,7 @@ def conv_grad_w_cl(const floating[::1] x, const floating[::1] gy, floating[::1] 
     cdef Py_ssize_t nplanes = G.psub // (L * G.count[ax2]) if L * G.count[ax2] > 0 else 0
     cdef Py_ssize_t nblocks = (G.count[ax2] + rows - 1) // rows
     cdef Py_ssize_t nitems = N * groups * nplanes * nblocks
-    cdef Py_ssize_t part, it, i0, i1, b, g, pl, jr0, lq, lr, nin, omin, stsize, t, prev
+    cdef Py_ssize_t part, it, i0, i1, b, g, pl, jr0, lq, lr, nin, omin, stsize, prev
     cdef Py_ssize_t noo = G.tv // (G.ntaps[last] * G.ntaps[ax2]), nstage = 1
     cdef int failed = 0
     cdef int* fail = &failed
@@ -1673,12 +1690,9 @@ def conv_grad_w_cl(const floating[::1] x, const floating[::1] gy, floating[::1] 
     # planes, and the next plane reads all but one of this plane's input
     # planes.  Each tap combination's stage then sits at (input plane mod
     # noo), and only the new input plane is staged.
-    if (n == 3 and 1 < noo <= 64 and nblocks == 1 and lq == L and G.in_step[0] == 1
+    if (plane_ring(&G, noo) and nblocks == 1 and lq == L
             and noo * stsize * sizeof(floating) <= (1 << 20)):
         nstage = noo
-        for t in range(noo):
-            if G.tap_off[t] != G.tap_off[0] + t:
-                nstage = 1
     with nogil, parallel(num_threads=nthreads):
         stage = <floating*>aligned_alloc(64, nstage * stsize * sizeof(floating))
         if stage != NULL:
@@ -1700,9 +1714,7 @@ def conv_grad_w_cl(const floating[::1] x, const floating[::1] gy, floating[::1] 
                     pl = (it // nblocks) % nplanes
                     jr0 = (it % nblocks) * rows
                     if nstage > 1:
-                        for t in range(noo):
-                            where[t] = pl + G.tap_off[t]
-                            where[t] = where[t] - floordiv(where[t], noo) * noo
+                        ring_places(&G, pl, noo, where)
                     gradw_block_cl(&G, &Lt, xp + (b * C_in + g * cig) * G.in_vol,
                                    gyp + (b * C_out + g * cog) * G.out_vol,
                                    pp + part * C_out * ldc + g * cog * ldc, ldc,
