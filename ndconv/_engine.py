@@ -404,8 +404,9 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups,
     itemsize = res.dtype.itemsize
     implicit = []          # (geo, info, cchunk, qseg, rows, n, wt) of every phase
     method = _method(method)
+    nonfinite = _nonfinite_taps(Wc)
     phases, empty = _phases(in_shape, out_shape, ksize, stride, dilate, input_dilate,
-                            pad_lo, mode, _nonfinite_taps(Wc))
+                            pad_lo, mode, nonfinite)
     if empty:
         res[...] = 0 if b is None else b.reshape((1, C_out) + (1,) * n)
     with _blas_hold(method in ('gemm', 'direct')):
@@ -416,7 +417,7 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups,
             # (a weight that is not finite would send every Winograd output
             # to NaN, and the implicit GEMM redo the call)
             plan = (_wino_plan(geo, n, taps, count, cig, cog, itemsize)
-                    if method == 'winograd' and np.isfinite(wsub).all() else None)
+                    if method == 'winograd' and nonfinite is None else None)
             if plan is not None:
                 status = _conv.conv_winograd(xf, _wino_kernel(wsub, C_out, cig, groups, n,
                                                               res.dtype),
