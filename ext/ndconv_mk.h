@@ -641,51 +641,42 @@ static inline __mmask16 ndconv_cells16(Py_ssize_t c, Py_ssize_t size)
     return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
 }
 
-__attribute__((target("avx512f")))
-static void ndconv_wino_row_f32_avx512(float *d, Py_ssize_t ld, const float *x, Py_ssize_t i0,
-                                       Py_ssize_t size, Py_ssize_t n)
-{
-    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    for (Py_ssize_t t = 0; t < n; t += 16) {
-        Py_ssize_t c = i0 + 2 * t;
-        __m512 A = _mm512_maskz_loadu_ps(ndconv_cells16(c, size), x + c);
-        __m512 B = _mm512_maskz_loadu_ps(ndconv_cells16(c + 16, size), x + c + 16);
-        __m512 C = _mm512_maskz_loadu_ps(ndconv_cells16(c + 32, size) & 3, x + c + 32);
-        __m512 A2 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(B), _mm512_castps_si512(A), 2));
-        __m512 B2 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(C), _mm512_castps_si512(B), 2));
-        __m512 a0 = _mm512_permutex2var_ps(A, ev, B), a1 = _mm512_permutex2var_ps(A, od, B);
-        __m512 a2 = _mm512_permutex2var_ps(A2, ev, B2), a3 = _mm512_permutex2var_ps(A2, od, B2);
-        __mmask16 m = n - t >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - t)) - 1u);
-        _mm512_mask_storeu_ps(d + t, m, _mm512_sub_ps(a0, a2));
-        _mm512_mask_storeu_ps(d + ld + t, m, _mm512_add_ps(a1, a2));
-        _mm512_mask_storeu_ps(d + 2 * ld + t, m, _mm512_sub_ps(a2, a1));
-        _mm512_mask_storeu_ps(d + 3 * ld + t, m, _mm512_sub_ps(a1, a3));
+/* T: float or double, W lanes; S, I: the intrinsics' suffixes (ps/pd and
+ * epi32/epi64), IT the index type. */
+#define NDCONV_WINO_ROW_512(NAME, T, VT, MT, W, S, I, IT)                    \
+    __attribute__((target("avx512f")))                                        \
+    static void NAME(T *d, Py_ssize_t ld, const T *x, Py_ssize_t i0, Py_ssize_t size, \
+                     Py_ssize_t n)                                            \
+    {                                                                         \
+        IT ie[W], io[W];                                                      \
+        for (int k = 0; k < W; k++) {                                         \
+            ie[k] = 2 * k;                                                    \
+            io[k] = 2 * k + 1;                                                \
+        }                                                                     \
+        const __m512i ev = _mm512_loadu_si512(ie), od = _mm512_loadu_si512(io); \
+        for (Py_ssize_t t = 0; t < n; t += W) {                               \
+            Py_ssize_t c = i0 + 2 * t;                                        \
+            VT A = _mm512_maskz_loadu_##S((MT)ndconv_cells16(c, size), x + c); \
+            VT B = _mm512_maskz_loadu_##S((MT)ndconv_cells16(c + W, size), x + c + W); \
+            VT C = _mm512_maskz_loadu_##S((MT)(ndconv_cells16(c + 2 * W, size) & 3), \
+                                          x + c + 2 * W);                     \
+            VT A2 = _mm512_castsi512_##S(_mm512_alignr_##I(_mm512_cast##S##_si512(B), \
+                                                           _mm512_cast##S##_si512(A), 2)); \
+            VT B2 = _mm512_castsi512_##S(_mm512_alignr_##I(_mm512_cast##S##_si512(C), \
+                                                           _mm512_cast##S##_si512(B), 2)); \
+            VT a0 = _mm512_permutex2var_##S(A, ev, B), a1 = _mm512_permutex2var_##S(A, od, B); \
+            VT a2 = _mm512_permutex2var_##S(A2, ev, B2);                      \
+            VT a3 = _mm512_permutex2var_##S(A2, od, B2);                      \
+            MT m = (MT)(n - t >= W ? (1u << W) - 1u : (1u << (n - t)) - 1u);  \
+            _mm512_mask_storeu_##S(d + t, m, _mm512_sub_##S(a0, a2));         \
+            _mm512_mask_storeu_##S(d + ld + t, m, _mm512_add_##S(a1, a2));    \
+            _mm512_mask_storeu_##S(d + 2 * ld + t, m, _mm512_sub_##S(a2, a1)); \
+            _mm512_mask_storeu_##S(d + 3 * ld + t, m, _mm512_sub_##S(a1, a3)); \
+        }                                                                     \
     }
-}
 
-__attribute__((target("avx512f")))
-static void ndconv_wino_row_f64_avx512(double *d, Py_ssize_t ld, const double *x, Py_ssize_t i0,
-                                       Py_ssize_t size, Py_ssize_t n)
-{
-    const __m512i ev = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-    const __m512i od = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
-    for (Py_ssize_t t = 0; t < n; t += 8) {
-        Py_ssize_t c = i0 + 2 * t;
-        __m512d A = _mm512_maskz_loadu_pd((__mmask8)ndconv_cells16(c, size), x + c);
-        __m512d B = _mm512_maskz_loadu_pd((__mmask8)ndconv_cells16(c + 8, size), x + c + 8);
-        __m512d C = _mm512_maskz_loadu_pd((__mmask8)(ndconv_cells16(c + 16, size) & 3), x + c + 16);
-        __m512d A2 = _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(B), _mm512_castpd_si512(A), 2));
-        __m512d B2 = _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(C), _mm512_castpd_si512(B), 2));
-        __m512d a0 = _mm512_permutex2var_pd(A, ev, B), a1 = _mm512_permutex2var_pd(A, od, B);
-        __m512d a2 = _mm512_permutex2var_pd(A2, ev, B2), a3 = _mm512_permutex2var_pd(A2, od, B2);
-        __mmask8 m = n - t >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - t)) - 1u);
-        _mm512_mask_storeu_pd(d + t, m, _mm512_sub_pd(a0, a2));
-        _mm512_mask_storeu_pd(d + ld + t, m, _mm512_add_pd(a1, a2));
-        _mm512_mask_storeu_pd(d + 2 * ld + t, m, _mm512_sub_pd(a2, a1));
-        _mm512_mask_storeu_pd(d + 3 * ld + t, m, _mm512_sub_pd(a1, a3));
-    }
-}
+NDCONV_WINO_ROW_512(ndconv_wino_row_f32_avx512, float, __m512, __mmask16, 16, ps, epi32, int32_t)
+NDCONV_WINO_ROW_512(ndconv_wino_row_f64_avx512, double, __m512d, __mmask8, 8, pd, epi64, int64_t)
 #endif
 
 typedef void (*wino_row_f32_t)(float *, Py_ssize_t, const float *, Py_ssize_t, Py_ssize_t,
