@@ -965,49 +965,39 @@ NDP_512 static inline void ndp_z64_ist(int64_t *p, ndp_z64_it v, ndp_z64_lmt m, 
 
 NDP_DEFINE_WINDOW(NDP_512, f32_avx512, ndp_z32, float, __m512, __mmask16, ndp_z32_it, ndp_z32_lmt, 16, 4)
 NDP_DEFINE_WINDOW(NDP_512, f64_avx512, ndp_z64, double, __m512d, __mmask8, ndp_z64_it, ndp_z64_lmt, 8, 4)
-NDP_512 static void ndp_z_bcast2_f32(const float *s, Py_ssize_t n, float *o, int nt)
-{
-    const __m512i lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    const __m512i hi = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
-    Py_ssize_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 v = _mm512_loadu_ps(s + i);
-        __m512 a = _mm512_permutexvar_ps(lo, v), b = _mm512_permutexvar_ps(hi, v);
-        if (nt) {
-            _mm512_stream_ps(o + 2 * i, a);
-            _mm512_stream_ps(o + 2 * i + 16, b);
-        } else {
-            _mm512_storeu_ps(o + 2 * i, a);
-            _mm512_storeu_ps(o + 2 * i + 16, b);
-        }
+/* Each of n values twice, side by side: W lanes of T a step; S and I are
+ * the intrinsics' suffixes (ps/pd, epi32/epi64), IT the index type, MASK
+ * the tail-mask helper. */
+#define NDP_DEFINE_BCAST2(NAME, T, VT, W, S, IT, MASK)                        \
+    NDP_512 static void NAME(const T *s, Py_ssize_t n, T *o, int nt)          \
+    {                                                                         \
+        IT il[W], ih[W];                                                      \
+        for (int k = 0; k < W; k++) {                                         \
+            il[k] = k / 2;                                                    \
+            ih[k] = W / 2 + k / 2;                                            \
+        }                                                                     \
+        const __m512i lo = _mm512_loadu_si512(il), hi = _mm512_loadu_si512(ih); \
+        Py_ssize_t i = 0;                                                     \
+        for (; i + W <= n; i += W) {                                          \
+            VT v = _mm512_loadu_##S(s + i);                                   \
+            VT a = _mm512_permutexvar_##S(lo, v), b = _mm512_permutexvar_##S(hi, v); \
+            if (nt) {                                                         \
+                _mm512_stream_##S(o + 2 * i, a);                              \
+                _mm512_stream_##S(o + 2 * i + W, b);                          \
+            } else {                                                          \
+                _mm512_storeu_##S(o + 2 * i, a);                              \
+                _mm512_storeu_##S(o + 2 * i + W, b);                          \
+            }                                                                 \
+        }                                                                     \
+        if (i < n) {                                                          \
+            VT v = _mm512_maskz_loadu_##S(MASK(n - i), s + i);                \
+            _mm512_mask_storeu_##S(o + 2 * i, MASK(2 * (n - i)), _mm512_permutexvar_##S(lo, v)); \
+            _mm512_mask_storeu_##S(o + 2 * i + W, MASK(2 * (n - i) - W),      \
+                                   _mm512_permutexvar_##S(hi, v));            \
+        }                                                                     \
     }
-    if (i < n) {
-        __m512 v = _mm512_maskz_loadu_ps(ndp_z_m16(n - i), s + i);
-        _mm512_mask_storeu_ps(o + 2 * i, ndp_z_m16(2 * (n - i)), _mm512_permutexvar_ps(lo, v));
-        _mm512_mask_storeu_ps(o + 2 * i + 16, ndp_z_m16(2 * (n - i) - 16), _mm512_permutexvar_ps(hi, v));
-    }
-}
-NDP_512 static void ndp_z_bcast2_f64(const double *s, Py_ssize_t n, double *o, int nt)
-{
-    const __m512i lo = _mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3), hi = _mm512_setr_epi64(4, 4, 5, 5, 6, 6, 7, 7);
-    Py_ssize_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m512d v = _mm512_loadu_pd(s + i);
-        __m512d a = _mm512_permutexvar_pd(lo, v), b = _mm512_permutexvar_pd(hi, v);
-        if (nt) {
-            _mm512_stream_pd(o + 2 * i, a);
-            _mm512_stream_pd(o + 2 * i + 8, b);
-        } else {
-            _mm512_storeu_pd(o + 2 * i, a);
-            _mm512_storeu_pd(o + 2 * i + 8, b);
-        }
-    }
-    if (i < n) {
-        __m512d v = _mm512_maskz_loadu_pd(ndp_z_m8(n - i), s + i);
-        _mm512_mask_storeu_pd(o + 2 * i, ndp_z_m8(2 * (n - i)), _mm512_permutexvar_pd(lo, v));
-        _mm512_mask_storeu_pd(o + 2 * i + 8, ndp_z_m8(2 * (n - i) - 8), _mm512_permutexvar_pd(hi, v));
-    }
-}
+NDP_DEFINE_BCAST2(ndp_z_bcast2_f32, float, __m512, 16, ps, int32_t, ndp_z_m16)
+NDP_DEFINE_BCAST2(ndp_z_bcast2_f64, double, __m512d, 8, pd, int64_t, ndp_z_m8)
 /* 8 values and indices -> 16 cells (f32) */
 NDP_512 static int64_t ndp_z_munpool2_f32(const float *x, const int64_t *id, Py_ssize_t n, int64_t ob,
                                           float *o, int nt)
