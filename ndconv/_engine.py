@@ -133,6 +133,11 @@ def _method(method='auto'):
     return 'gemm' if _conv.current_isa() == 'generic' else 'winograd'
 
 
+def _nr(itemsize):
+    """NR, the output columns of the micro-kernels in use, for the dtype."""
+    return _conv.kernel_shape()[1 if itemsize == 4 else 2]
+
+
 # Winograd F(2, 3), per axis: kernel transform G (4 x 3).  The workspace of
 # a thread (transformed input and products of a work item) stays within
 # _WINO_BYTES, so within the L2 cache.
@@ -152,7 +157,7 @@ def _wino_plan(geo, n, taps, count, cig, cog, itemsize):
     if (any(g[4 * n + a] != 1 or g[6 * n + a] != 1 for a in range(n))
             or any(offs[3 * a + k] != offs[3 * a] + k for a in range(n) for k in range(3))):
         return None
-    nr = _conv.kernel_shape()[1 if itemsize == 4 else 2]
+    nr = _nr(itemsize)
     nt = [-(-c // 2) for c in count]
     Ls = min(nt[-1], 2 * nr)                  # tiles of a row segment
     R = max(1, min(nt[-2], nr // Ls))         # tile rows, so that a block fills NR
@@ -171,6 +176,8 @@ def _wino_kernel(wsub, C_out, cig, groups, n, dtype):
             u = np.tensordot(u, _WINO_G, axes=([2], [1]))
     u = u.reshape(groups, C_out // groups, cig, 4 ** n).transpose(0, 3, 2, 1)
     return np.ascontiguousarray(u, dtype).reshape(-1)
+
+
 # Bytes of packed input rows a thread aims for, and the longest row segment.
 _PACK_BYTES = 512 << 10
 _ITEMS_PER_THREAD = 4     # work items per thread the row blocks are cut to, at least
@@ -244,7 +251,7 @@ def _swapped(lq, cog, itemsize):
     on the micro-kernel's MR rows, channels on its NR columns): where the
     channels fill NR exactly and rounding each row segment of lq outputs up
     to NR would waste over a tenth of it."""
-    nr = _conv.kernel_shape()[1 if itemsize == 4 else 2]
+    nr = _nr(itemsize)
     return cog % nr == 0 and 10 * (-(-lq // nr) * nr - lq) > lq
 
 
@@ -319,8 +326,7 @@ def _grad_w_cl_plan(geo, n, taps, count, cig, cog, itemsize):
     None where the input channels would fill too little of the micro-kernel's
     NR columns (the reduction kernel of conv_grad_w_implicit is used then).
     From the shapes and the micro-kernels alone."""
-    mr, nr32, nr64 = _conv.kernel_shape()
-    nr = nr32 if itemsize == 4 else nr64
+    nr = _nr(itemsize)
     cigp = -(-cig // nr) * nr
     if cig < 0.7 * cigp or cog < 4:
         return None
