@@ -60,6 +60,15 @@ cdef extern from "ndconv_mk.h" nogil:
                                  int forward)
     void ndconv_wino_pairs_double(double* p0, double* p1, double* p2, double* p3,
                                   Py_ssize_t n, int forward)
+    void ndconv_wino_bt2_float(float* d, Py_ssize_t ldk, Py_ssize_t ldt, const float* s,
+                               Py_ssize_t ldr, Py_ssize_t lds, Py_ssize_t len, Py_ssize_t nt)
+    void ndconv_wino_bt2_double(double* d, Py_ssize_t ldk, Py_ssize_t ldt, const double* s,
+                                Py_ssize_t ldr, Py_ssize_t lds, Py_ssize_t len,
+                                Py_ssize_t nt)
+    void ndconv_wino_a2_float(float* d, Py_ssize_t ldk, Py_ssize_t ldt, const float* s,
+                              Py_ssize_t ldr, Py_ssize_t lds, Py_ssize_t len, Py_ssize_t nt)
+    void ndconv_wino_a2_double(double* d, Py_ssize_t ldk, Py_ssize_t ldt, const double* s,
+                               Py_ssize_t ldr, Py_ssize_t lds, Py_ssize_t len, Py_ssize_t nt)
     int ndconv_wino_out_float(float* dst, const float* m0, const float* m1, const float* m2,
                               const float* m3, Py_ssize_t nout, float b)
     int ndconv_wino_out_double(double* dst, const double* m0, const double* m1,
@@ -1222,10 +1231,11 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
 # micro-kernel: output channels on its MR rows, tiles on its NR columns.
 
 cdef inline void wino_pairs(floating* V, Py_ssize_t P, Py_ssize_t w, Py_ssize_t blk,
-                            bint forward, Py_ssize_t wdone) noexcept nogil:
+                            int forward, Py_ssize_t wdone) noexcept nogil:
     """One axis of the transforms over blocks of blk cells: position xi of
     the axis whose digit (weight w) is 0 and its three successors; B^T
-    (forward) or A^T (the two outputs in the first two blocks).  Positions
+    (forward 1), A^T (0: the two outputs in the first two blocks) or A (2:
+    from the first two blocks).  Positions
     with a digit above 1 at a weight w' < wdone (axes already reduced by
     A^T) are skipped."""
     cdef Py_ssize_t xi, v
@@ -1446,6 +1456,247 @@ def conv_winograd(const floating[::1] x, const floating[::1] u, const floating[:
         free(ev)
         free(tile)
     return 1 if failed else (2 if nonfinite else 0)
+
+
+cdef inline void wino_gw_pass(bint bt, floating* d, Py_ssize_t ldk, Py_ssize_t ldt,
+                              const floating* src, Py_ssize_t ldr, Py_ssize_t lds,
+                              Py_ssize_t length, Py_ssize_t nt) noexcept nogil:
+    """ndconv_wino_bt2 (bt) or ndconv_wino_a2 of the dtype."""
+    if floating is float:
+        if bt:
+            ndconv_wino_bt2_float(d, ldk, ldt, src, ldr, lds, length, nt)
+        else:
+            ndconv_wino_a2_float(d, ldk, ldt, src, ldr, lds, length, nt)
+    else:
+        if bt:
+            ndconv_wino_bt2_double(d, ldk, ldt, src, ldr, lds, length, nt)
+        else:
+            ndconv_wino_a2_double(d, ldk, ldt, src, ldr, lds, length, nt)
+
+
+cdef inline void outer_cells(Py_ssize_t e, const Py_ssize_t* tile, Py_ssize_t ax2,
+                             Py_ssize_t* j, Py_ssize_t* top) noexcept nogil:
+    """Cells j[a] = 2 * tile[a] + (digit a of e) of the axes a < ax2, the
+    base-4 digits of e running from axis ax2 - 1 (lowest) to axis 0; top
+    gets the largest digit."""
+    cdef Py_ssize_t a, d
+    top[0] = 0
+    for a in range(ax2 - 1, -1, -1):
+        d = e % 4
+        e = e // 4
+        j[a] = 2 * tile[a] + d
+        if d > top[0]:
+            top[0] = d
+
+
+cdef inline Py_ssize_t wino_gw_stride(Py_ssize_t size) noexcept nogil:
+    """Distance of the positions of V and U: size rounded up to 64 values,
+    plus 16, so that the 16 rows the transforms write at once do not all
+    fall in one set of the L1 cache."""
+    return (size + 63) // 64 * 64 + 16
+
+
+cdef void wino_gw_block(const Geom* G, const floating* xg, const floating* gyg,
+                        floating* gpart, Py_ssize_t ldc, Py_ssize_t cig, Py_ssize_t cigp,
+                        Py_ssize_t cog, const Py_ssize_t* tile, Py_ssize_t nrow,
+                        Py_ssize_t ts, Py_ssize_t nts, Py_ssize_t Kmax, floating* S,
+                        floating* V, floating* Sg, floating* U, floating* row,
+                        const floating** ptrs) noexcept nogil:
+    """Add the transformed weight gradient of the tiles of one work item (see
+    conv_grad_w_winograd) into gpart: cog rows ldc apart, columns (xi, cigp).
+
+    Tile (r, t) is column k = r * nts + t of the GEMMs: nrow tile rows along
+    axis n - 2 from tile[n - 2], nts tiles along the last axis from ts, at
+    the tiles tile[a] of the other axes.  Everything is channels-last, so
+    every step of the transforms is a sum of channel vectors.  x: its cells
+    (4^(n-2) outer positions, 2 nrow + 2 rows, 2 nts + 2 cells, cig) are
+    staged in S, B^T runs in place along the outer axes, then from S into V
+    along the last two axes at once, 16 positions at a time: V (16, Kmax,
+    cigp).  gy: its cells
+    (outer digits 0 and 1, 2 nrow rows, 2 nts cells, cog; zero past the
+    output) go to Sg, then A the same way into U (16, Kmax, cog).  Then
+    16 GEMMs: gy's channels on the micro-kernel's MR rows, the input's on
+    its NR columns, the tiles the reduction."""
+    cdef Py_ssize_t j[MAXD]
+    cdef Py_ssize_t tk[MAXD]
+    cdef Py_ssize_t n = G.n, last = G.n - 1, ax2 = G.n - 2
+    cdef Py_ssize_t P2 = 1, P, a, e, w, y, r, c, base, o, nv, top, xi
+    cdef Py_ssize_t K = nrow * nts, lr = 2 * nts + 2, lg = 2 * nts, ny = 2 * nrow + 2
+    cdef Py_ssize_t blkS = ny * lr * cig, blkG = 2 * nrow * lg * cog
+    cdef Py_ssize_t Dl = G.in_shape[last], il = G.tap_off[G.tap_base[last]] + 2 * ts
+    cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
+    cdef Py_ssize_t mrmax = ndconv_mr
+    cdef Py_ssize_t nblk = (cog + mrmax - 1) // mrmax
+    cdef Py_ssize_t blk, mr, co0, ci0
+    cdef Py_ssize_t KV = wino_gw_stride(Kmax * cigp), KU = wino_gw_stride(Kmax * cog)
+    cdef floating* dst
+    cdef bint ok
+    for a in range(ax2):
+        P2 *= 4
+    P = 16 * P2
+    for a in range(n):
+        tk[a] = 0
+    # x, staged channels-last (rows copied, then transposed in register tiles)
+    for e in range(P2):
+        outer_cells(e, tile, ax2, j, &top)
+        for y in range(ny):
+            j[ax2] = 2 * tile[ax2] + y
+            dst = S + (e * ny + y) * lr * cig
+            if not outer_base_n(G, j, tk, ax2 + 1, &base):
+                memset(dst, 0, lr * cig * sizeof(floating))
+                continue
+            for c in range(cig):
+                copy_run(row + c * lr, xg + c * G.in_vol + base, il, 1, Dl, lr, G.mode)
+            if floating is float:
+                ndconv_transpose_f32(row, lr, dst, cig, cig, lr, 0)
+            else:
+                ndconv_transpose_f64(row, lr, dst, cig, cig, lr, 0)
+    w = 1
+    for a in range(ax2 - 1, -1, -1):
+        wino_pairs(S, P2, w, blkS, 1, 0)
+        w *= 4
+    # gy, the same way with A (only outer digits 0 and 1 are cells)
+    for e in range(P2):
+        outer_cells(e, tile, ax2, j, &top)
+        if top > 1:
+            continue
+        ok = True
+        for a in range(ax2):
+            ok = ok and j[a] < G.count[a]
+        j[last] = 2 * ts
+        for y in range(2 * nrow):
+            j[ax2] = 2 * tile[ax2] + y
+            dst = Sg + (e * 2 * nrow + y) * lg * cog
+            nv = min(lg, G.count[last] - 2 * ts) if ok and j[ax2] < G.count[ax2] else 0
+            if nv > 0:
+                o = out_offset(G, j)
+                if floating is float:
+                    ndconv_transpose_f32(gyg + o, G.out_vol, dst, cog, cog, nv, 0)
+                else:
+                    ndconv_transpose_f64(gyg + o, G.out_vol, dst, cog, cog, nv, 0)
+            memset(dst + nv * cog, 0, (lg - nv) * cog * sizeof(floating))
+    w = 1
+    for a in range(ax2 - 1, -1, -1):
+        wino_pairs(Sg, P2, w, blkG, 2, 0)
+        w *= 4
+    # Per outer position, the last two axes of both, then one GEMM per
+    # position, the tiles the reduction.
+    for e in range(P2):
+        for r in range(nrow):
+            wino_gw_pass(True, V + r * nts * cigp, KV, cigp,
+                         S + (e * ny + 2 * r) * lr * cig, lr * cig, cig, cig, nts)
+            wino_gw_pass(False, U + r * nts * cog, KU, cog,
+                         Sg + (e * 2 * nrow + 2 * r) * lg * cog, lg * cog, cog, cog, nts)
+        for xi in range(16):
+            co0 = 0
+            for blk in range(nblk):
+                mr = (cog - co0 + nblk - blk - 1) // (nblk - blk)
+                ci0 = 0
+                while ci0 < cig:
+                    if floating is float:
+                        ndconv_mk_f32(<int>mr, K, U + xi * KU + co0, cog,
+                                      <const float**>(ptrs + xi * Kmax), ci0,
+                                      gpart + co0 * ldc + (e * 16 + xi) * cigp + ci0, ldc,
+                                      0, NULL)
+                    else:
+                        ndconv_mk_f64(<int>mr, K, U + xi * KU + co0, cog,
+                                      <const double**>(ptrs + xi * Kmax), ci0,
+                                      gpart + co0 * ldc + (e * 16 + xi) * cigp + ci0, ldc,
+                                      0, NULL)
+                    ci0 += nr
+                co0 += mr
+
+
+def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating[::1] parts,
+                         const Py_ssize_t[::1] geo, Py_ssize_t n, Py_ssize_t N,
+                         Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t groups,
+                         Py_ssize_t Ls, Py_ssize_t R, Py_ssize_t nparts, int nthreads):
+    """Weight gradient of a phase with three consecutive taps on each of n
+    (>= 2) axes, unit steps, zero padding, by Winograd F(3, 2): with the F(2,
+    3) matrices of conv_winograd, dW = G^T [sum over tiles of (A gy) * (B^T
+    x)] on every axis, tiles of 2^n output cells (see wino_gw_block).  A work
+    item is R tile rows along axis n - 2 of Ls tiles along the last axis;
+    the items, in order, are cut into ``nparts`` fixed runs, and run k adds
+    the sums of its items into ``parts[k]``, (C_out, 4^n * cigp) with cigp =
+    C_in // groups rounded up to NR, which must arrive zeroed.  The caller
+    adds the parts in order and applies G^T, so the result does not depend
+    on the thread count.  False when a thread could not allocate its
+    workspace."""
+    cdef Geom G = _geom(geo, n, 0)
+    cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
+    cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
+    cdef Py_ssize_t cigp = (cig + nr - 1) // nr * nr
+    cdef Py_ssize_t last = n - 1, ax2 = n - 2
+    cdef Py_ssize_t P2 = 1, P, a, k, nouter = 1, nbr, nseg, nitems, it, b, g, ts
+    cdef Py_ssize_t part, i0, i1, Kmax = R * Ls, ldc
+    cdef Py_ssize_t lr = 2 * Ls + 2, lg = 2 * Ls
+    cdef Py_ssize_t sizeS, sizeV, sizeSg, sizeU
+    cdef Py_ssize_t nt[MAXD]
+    cdef int failed = 0
+    cdef int* fail = &failed
+    cdef floating* S
+    cdef floating* V
+    cdef floating* Sg
+    cdef floating* U
+    cdef floating* row
+    cdef const floating** ptrs
+    cdef Py_ssize_t* tile
+    cdef const floating* xp = &x[0]
+    cdef const floating* gyp = &gy[0]
+    cdef floating* pp = &parts[0]
+    if n < 2 or Ls < 1 or R < 1:
+        raise ValueError('bad Winograd blocking')
+    for a in range(ax2):
+        P2 *= 4
+    P = 16 * P2
+    ldc = P * cigp
+    for a in range(n):
+        nt[a] = (G.count[a] + 1) // 2
+    for a in range(ax2):
+        nouter *= nt[a]
+    nbr = (nt[ax2] + R - 1) // R
+    nseg = (nt[last] + Ls - 1) // Ls
+    nitems = N * groups * nouter * nbr * nseg
+    if nitems == 0:
+        return True
+    sizeS = P2 * (2 * R + 2) * lr * cig
+    sizeV = 16 * wino_gw_stride(Kmax * cigp)
+    sizeSg = P2 * 2 * R * lg * cog
+    sizeU = 16 * wino_gw_stride(Kmax * cog)
+    with nogil, parallel(num_threads=nthreads):
+        S = <floating*>aligned_alloc(64, (sizeS + sizeV + sizeSg + sizeU + cig * lr + 64)
+                                     * sizeof(floating))
+        ptrs = <const floating**>malloc(16 * Kmax * sizeof(floating*))
+        tile = <Py_ssize_t*>malloc(MAXD * sizeof(Py_ssize_t))
+        if S == NULL or ptrs == NULL or tile == NULL:
+            fail[0] = 1
+        else:
+            V = S + sizeS
+            Sg = V + sizeV
+            U = Sg + sizeSg
+            row = U + sizeU
+            memset(V, 0, sizeV * sizeof(floating))     # the columns past cig
+            memset(Sg, 0, sizeSg * sizeof(floating))   # outer digits 2 and 3
+            for k in range(16 * Kmax):
+                ptrs[k] = V + k // Kmax * wino_gw_stride(Kmax * cigp) + k % Kmax * cigp
+            for part in prange(nparts, schedule='dynamic', chunksize=1):
+                i0 = part * nitems // nparts
+                i1 = (part + 1) * nitems // nparts
+                for it in range(i0, i1):
+                    b = it // (groups * nouter * nbr * nseg)
+                    g = (it // (nouter * nbr * nseg)) % groups
+                    unravel((it // (nbr * nseg)) % nouter, nt, ax2, tile)
+                    tile[ax2] = (it // nseg) % nbr * R
+                    ts = it % nseg * Ls
+                    wino_gw_block(&G, xp + (b * C_in + g * cig) * G.in_vol,
+                                  gyp + (b * C_out + g * cog) * G.out_vol,
+                                  pp + part * C_out * ldc + g * cog * ldc, ldc, cig, cigp,
+                                  cog, tile, min(R, nt[ax2] - tile[ax2]), ts,
+                                  min(Ls, nt[last] - ts), Kmax, S, V, Sg, U, row, ptrs)
+        free(S)
+        free(<void*>ptrs)
+        free(tile)
+    return failed == 0
 
 
 def conv_grad_w_implicit(const floating[::1] x, const floating[::1] gy, floating[::1] parts,

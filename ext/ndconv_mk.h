@@ -533,14 +533,22 @@ static inline void ndconv_transpose_f64(const double *src, Py_ssize_t lds, doubl
         }                                                                     \
     }
 
-/* One axis of the transforms on four blocks of n cells: B^T in place
- * (forward), or A^T into the first two blocks. */
+/* One axis of the transforms on four blocks of n cells, in place: B^T
+ * (forward = 1), A^T into the first two blocks (0), or A from the first two
+ * blocks into all four (2: the weight gradient's transform of gy). */
 #define NDCONV_WINO_PAIRS(T)                                                  \
     NDCONV_CLONES static void ndconv_wino_pairs_##T(T *restrict p0, T *restrict p1, \
                                                     T *restrict p2, T *restrict p3, \
                                                     Py_ssize_t n, int forward) \
     {                                                                         \
-        if (forward) {                                                        \
+        if (forward == 2) {                                                   \
+            for (Py_ssize_t i = 0; i < n; i++) {                              \
+                T v0 = p0[i], v1 = p1[i];                                     \
+                p1[i] = v0 + v1;                                              \
+                p2[i] = v0 - v1;                                              \
+                p3[i] = -v1;                                                  \
+            }                                                                 \
+        } else if (forward) {                                                 \
             for (Py_ssize_t i = 0; i < n; i++) {                              \
                 T v0 = p0[i], v1 = p1[i], v2 = p2[i], v3 = p3[i];             \
                 p0[i] = v0 - v2;                                              \
@@ -619,6 +627,73 @@ static inline void ndconv_transpose_f64(const double *src, Py_ssize_t lds, doubl
         return !bad;                                                          \
     }
 
+/* The weight gradient's transforms along the last two axes of channels-last
+ * blocks at once, out of place: for tile t < nt, output (k1, k2) (of 4 x 4)
+ * is d + (4 k1 + k2) * ldk + t * ldt, len values long, from the cells
+ * s + m1 * ldr + (2t + m2) * lds: B^T on both axes reads m1, m2 < 4; A
+ * (a0, a1 -> a0, a0 + a1, a0 - a1, -a1) reads m1, m2 < 2.  (GCC vectorizes
+ * the channel loops only when told to.) */
+#define NDCONV_WINO_GW(T)                                                     \
+    NDCONV_CLONES static void ndconv_wino_bt2_##T(T *restrict d, Py_ssize_t ldk, \
+                                                  Py_ssize_t ldt,             \
+                                                  const T *restrict s,        \
+                                                  Py_ssize_t ldr, Py_ssize_t lds, \
+                                                  Py_ssize_t len, Py_ssize_t nt) \
+    {                                                                         \
+        for (Py_ssize_t t = 0; t < nt; t++) {                                 \
+            const T *s0 = s + 2 * t * lds;                                    \
+            T *d0 = d + t * ldt;                                              \
+            _Pragma("omp simd")                                               \
+            for (Py_ssize_t i = 0; i < len; i++) {                            \
+                T u[4][4];                                                    \
+                for (int m = 0; m < 4; m++) {                                 \
+                    const T *c = s0 + m * ldr + i;                            \
+                    T a0 = c[0], a1 = c[lds], a2 = c[2 * lds], a3 = c[3 * lds]; \
+                    u[m][0] = a0 - a2;                                        \
+                    u[m][1] = a1 + a2;                                        \
+                    u[m][2] = a2 - a1;                                        \
+                    u[m][3] = a1 - a3;                                        \
+                }                                                             \
+                for (int k = 0; k < 4; k++) {                                 \
+                    d0[k * ldk + i] = u[0][k] - u[2][k];                      \
+                    d0[(4 + k) * ldk + i] = u[1][k] + u[2][k];                \
+                    d0[(8 + k) * ldk + i] = u[2][k] - u[1][k];                \
+                    d0[(12 + k) * ldk + i] = u[1][k] - u[3][k];               \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+    NDCONV_CLONES static void ndconv_wino_a2_##T(T *restrict d, Py_ssize_t ldk, \
+                                                 Py_ssize_t ldt,              \
+                                                 const T *restrict s,         \
+                                                 Py_ssize_t ldr, Py_ssize_t lds, \
+                                                 Py_ssize_t len, Py_ssize_t nt) \
+    {                                                                         \
+        for (Py_ssize_t t = 0; t < nt; t++) {                                 \
+            const T *s0 = s + 2 * t * lds;                                    \
+            T *d0 = d + t * ldt;                                              \
+            _Pragma("omp simd")                                               \
+            for (Py_ssize_t i = 0; i < len; i++) {                            \
+                T u[2][4];                                                    \
+                for (int m = 0; m < 2; m++) {                                 \
+                    T a0 = s0[m * ldr + i], a1 = s0[m * ldr + lds + i];       \
+                    u[m][0] = a0;                                             \
+                    u[m][1] = a0 + a1;                                        \
+                    u[m][2] = a0 - a1;                                        \
+                    u[m][3] = -a1;                                            \
+                }                                                             \
+                for (int k = 0; k < 4; k++) {                                 \
+                    d0[k * ldk + i] = u[0][k];                                \
+                    d0[(4 + k) * ldk + i] = u[0][k] + u[1][k];                \
+                    d0[(8 + k) * ldk + i] = u[0][k] - u[1][k];                \
+                    d0[(12 + k) * ldk + i] = -u[1][k];                        \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+    }
+
+NDCONV_WINO_GW(float)
+NDCONV_WINO_GW(double)
 NDCONV_WINO_IN(float)
 NDCONV_WINO_IN(double)
 NDCONV_WINO_OUT(float)

@@ -26,7 +26,7 @@ _PoolPad = Union[_PadNumbers, Literal['valid', 'same']]
 _Sizes = Sequence[_Int]
 _PadMode = Literal['constant', 'reflect', 'edge', 'wrap']
 _Method = Literal['auto', 'winograd', 'implicit', 'gemm', 'direct']
-_GradWMethod = Literal['auto', 'implicit', 'gemm']
+_GradWMethod = Literal['auto', 'winograd', 'implicit', 'gemm']
 
 # Inputs: float16/32/64 arrays (anything numpy.asarray takes is accepted).
 _Array = npt.ArrayLike

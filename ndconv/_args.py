@@ -374,7 +374,7 @@ def pad_mode_code(pad_mode):
 
 # Kernels a caller may ask for by name (``method=``).
 CONV_METHODS = ('auto', 'winograd', 'implicit', 'gemm', 'direct')
-GRAD_W_METHODS = ('auto', 'implicit', 'gemm')
+GRAD_W_METHODS = ('auto', 'winograd', 'implicit', 'gemm')
 
 
 def method_arg(method, choices=CONV_METHODS):

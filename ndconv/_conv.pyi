@@ -47,6 +47,11 @@ def conv_winograd(x: _FloatBuf, u: _FloatBuf, bias: _FloatBuf, out: _FloatBuf, g
                   R: int, Tp: int, nthreads: int) -> int: ...
 
 
+def conv_grad_w_winograd(x: _FloatBuf, gy: _FloatBuf, parts: _FloatBuf, geo: _Geo, n: int,
+                         N: int, C_in: int, C_out: int, groups: int, Ls: int, R: int,
+                         nparts: int, nthreads: int) -> bool: ...
+
+
 def conv_implicit(x: _FloatBuf, wt: _FloatBuf, bias: _FloatBuf, out: _FloatBuf,
                   geos: _Geo, infos: _Geo, table: _Geo, n: int, N: int, C_in: int,
                   C_out: int, groups: int, mode: int, min_items: int,

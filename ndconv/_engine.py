@@ -145,17 +145,23 @@ _WINO_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 _WINO_BYTES = 1536 << 10
 
 
-def _wino_plan(geo, n, taps, count, cig, cog, itemsize):
-    """Blocking of a phase for conv_winograd, (Ls, R, Tp), or None where
-    Winograd does not apply: 2 or 3 axes, each with three consecutive taps
-    read at unit steps, outputs at unit steps, and channels enough on both
-    sides for its GEMMs (shapes only)."""
-    if n not in (2, 3) or cig < 16 or cog < 8 or any(len(t) != 3 for t in taps):
-        return None
+def _wino_geometry(geo, n, taps):
+    """Whether Winograd's tiles fit a phase: 2 or 3 axes, each with three
+    consecutive taps read at unit steps, outputs at unit steps."""
+    if n not in (2, 3) or any(len(t) != 3 for t in taps):
+        return False
     g = [int(v) for v in geo]
     offs = g[9 * n + 1:]
-    if (any(g[4 * n + a] != 1 or g[6 * n + a] != 1 for a in range(n))
-            or any(offs[3 * a + k] != offs[3 * a] + k for a in range(n) for k in range(3))):
+    return not (any(g[4 * n + a] != 1 or g[6 * n + a] != 1 for a in range(n))
+                or any(offs[3 * a + k] != offs[3 * a] + k
+                       for a in range(n) for k in range(3)))
+
+
+def _wino_plan(geo, n, taps, count, cig, cog, itemsize):
+    """Blocking of a phase for conv_winograd, (Ls, R, Tp), or None where
+    Winograd does not apply: see _wino_geometry, and channels enough on both
+    sides for its GEMMs (shapes only)."""
+    if cig < 16 or cog < 8 or not _wino_geometry(geo, n, taps):
         return None
     nr = _nr(itemsize)
     nt = [-(-c // 2) for c in count]
@@ -167,13 +173,22 @@ def _wino_plan(geo, n, taps, count, cig, cog, itemsize):
     return Ls, R, Tp
 
 
+def _along_axes(u, M, n):
+    """M applied along axes 2 .. n + 1 of u (M @ each of those vectors), by
+    sums of scaled slices: tensordot and einsum call BLAS, which wakes BLAS's
+    threads, and they then spin on the cores the kernels want."""
+    for _ in range(n):                  # each pass moves the axis it did last
+        u = np.stack([sum(M[t, k] * u[:, :, k] for k in range(M.shape[1]))
+                      for t in range(M.shape[0])], axis=-1)
+    return u
+
+
 def _wino_kernel(wsub, C_out, cig, groups, n, dtype):
     """G g G^T on every axis of the phase's kernel (C_out, cig * 3^n), as
     (groups, 4^n, cig, C_out // groups) for the micro-kernel."""
     u = wsub.reshape((C_out, cig) + (3,) * n).astype(np.float64)
     with np.errstate(invalid='ignore', over='ignore'):
-        for _ in range(n):              # each pass moves the axis it did last
-            u = np.tensordot(u, _WINO_G, axes=([2], [1]))
+        u = _along_axes(u, _WINO_G, n)
     u = u.reshape(groups, C_out // groups, cig, 4 ** n).transpose(0, 3, 2, 1)
     return np.ascontiguousarray(u, dtype).reshape(-1)
 
@@ -293,10 +308,17 @@ def _grad_w_rows(rows, planes, count):
 
 
 def _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out, groups, tv,
-                     itemsize, dtype, nthreads):
-    """Weight gradient of one phase through conv_grad_w_implicit; returns the
-    (C_out, C_in // groups * tv) sum.  Row blocks and parts depend on the
-    shapes alone, so the sum does too."""
+                     itemsize, dtype, nthreads, method):
+    """Weight gradient of one phase through conv_grad_w_winograd (method
+    'winograd', where it applies and gives finite numbers), conv_grad_w_cl
+    or conv_grad_w_implicit; returns the (C_out, C_in // groups * tv) sum.
+    Row blocks and parts depend on the shapes alone, so the sum does too."""
+    plan = (_wino_grad_w_plan(geo, n, taps, count, C_in // groups, C_out // groups,
+                              itemsize) if method == 'winograd' else None)
+    if plan is not None:
+        g = _wino_grad_w(xf, gyf, geo, n, N, C_in, C_out, groups, dtype, nthreads, *plan)
+        if g is not None:
+            return g
     if n == 1:
         geo, taps, count = _as_2d(geo, taps, count)
         n = 2
@@ -377,6 +399,61 @@ def _blas_hold(uses_blas):
     OpenBLAS's thread count wakes its workers, which then spin for a while on
     the cores the kernels want."""
     return blas_single_thread() if uses_blas else contextlib.nullcontext()
+
+
+# Tiles of a work item of the Winograd weight gradient (the reduction of its
+# GEMMs), and the bytes of a thread's workspace.
+_WINO_GW_TILES = 128
+_WINO_GW_BYTES = 2 << 20
+
+
+def _wino_grad_w_plan(geo, n, taps, count, cig, cog, itemsize):
+    """Blocking of a weight-gradient phase for conv_grad_w_winograd, (Ls,
+    R), or None where Winograd does not apply (see _wino_geometry), where
+    the input channels would fill too little of the micro-kernel's NR
+    columns, or where a workspace of 8 tiles would not fit _WINO_GW_BYTES
+    (shapes only)."""
+    nr = _nr(itemsize)
+    cigp = -(-cig // nr) * nr
+    if cig < 16 or cig < 0.7 * cigp or cog < 8 or not _wino_geometry(geo, n, taps):
+        return None
+    nt = [-(-c // 2) for c in count]
+    P2 = 4 ** (n - 2)
+
+    def workspace(Ls, R):
+        return itemsize * (P2 * (2 * R + 2) * (2 * Ls + 2) * cig
+                           + 16 * R * Ls * (cigp + cog) + P2 * 4 * R * Ls * cog)
+    tiles = _WINO_GW_TILES
+    while True:
+        Ls = min(nt[-1], tiles)
+        R = max(1, min(nt[-2], tiles // Ls))
+        if workspace(Ls, R) <= _WINO_GW_BYTES:
+            return Ls, R
+        if tiles <= 8:
+            return None
+        tiles //= 2
+
+
+def _wino_grad_w(xf, gyf, geo, n, N, C_in, C_out, groups, dtype, nthreads, Ls, R):
+    """The (C_out, C_in // groups * 3^n) weight gradient of a phase through
+    conv_grad_w_winograd: parts fixed by the shapes, added in order, then
+    G^T on every axis; None where some of it is not finite (the
+    transforms would spread a NaN or inf, or overflow where the direct sum
+    does not)."""
+    cig = C_in // groups
+    nr = _nr(np.dtype(dtype).itemsize)
+    cigp = -(-cig // nr) * nr
+    count = [int(c) for c in geo[2 * n:3 * n]]
+    nt = [-(-c // 2) for c in count]
+    nitems = N * groups * math.prod(nt[:-2]) * (-(-nt[-2] // R)) * (-(-nt[-1] // Ls))
+    m = _sum_of_parts(nitems, C_out, 4 ** n * cigp, dtype, lambda parts, nparts:
+                      _conv.conv_grad_w_winograd(xf, gyf, parts, geo, n, N, C_in, C_out,
+                                                 groups, Ls, R, nparts, nthreads))
+    m = m.reshape((C_out,) + (4,) * n + (cigp,))[..., :cig]
+    m = np.moveaxis(m, -1, 1).astype(np.float64)
+    with np.errstate(invalid='ignore', over='ignore'):
+        g = _along_axes(m, _WINO_G.T, n).reshape(C_out, cig * 3 ** n).astype(dtype)
+    return g if np.isfinite(g).all() else None
 
 
 def _use_direct(cig, cog, tv, kw, itemsize):
@@ -497,7 +574,7 @@ def correlate_grad_w(x, gy, ksize, stride, dilate, input_dilate, pad_lo, groups,
             kw = cig * tv
             if method != 'gemm':
                 gsub = _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out,
-                                        groups, tv, itemsize, gy.dtype, nthreads)
+                                        groups, tv, itemsize, gy.dtype, nthreads, method)
             else:
                 psub = math.prod(count)
                 tile, cchunk = _gemm_tile(kw, tv, cig, psub, itemsize)

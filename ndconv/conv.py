@@ -260,9 +260,12 @@ def convolution_nd_grad_W(x, gy, ksize, stride=1, pad=0, cover_all=False,
         Kernel size; an int applies to every axis.
     stride, pad, cover_all, dilate, groups, input_dilate
         As in `convolution_nd` (zero padding).
-    method : {'auto', 'implicit', 'gemm'}, keyword-only
+    method : {'auto', 'winograd', 'implicit', 'gemm'}, keyword-only
         The kernel, as in `convolution_nd`; 'implicit' reads both operands
-        channels-last where the input channels fill the micro-kernel's width.
+        channels-last where the input channels fill the micro-kernel's width;
+        'winograd' is Winograd F(3, 2) on the shapes where the forward
+        Winograd applies and the input channels fill the micro-kernel's
+        width, the implicit kernel on the others.
 
     Returns
     -------

@@ -1101,6 +1101,99 @@ def test_winograd_where_it_does_not_apply(rng, close):
               R.conv_nd_ref(x, W, None, kw.get('stride', 1), 0 if 'pad' not in kw else 1))
 
 
+# The weight gradient by Winograd F(3, 2): three taps on each of 2 or 3 axes,
+# unit steps, input channels filling most of NR (24 and 32 do on every ISA
+# and dtype).  Odd output sizes leave half tiles.  (x, W, keywords)
+WINOGRAD_GRAD_W_CASES = {
+    'plain_3d': ((2, 32, 5, 6, 7), (8, 32, 3, 3, 3), dict(pad=1)),
+    'valid_2d': ((1, 24, 9, 14), (12, 24, 3, 3), {}),
+    'asym_pad_2d': ((2, 32, 7, 9), (9, 32, 3, 3), dict(pad=((2, 0), (1, 3)))),
+    'edges_3d': ((1, 24, 4, 5, 3), (10, 24, 3, 3, 3), dict(pad=(1, 2, 0))),
+    'groups': ((2, 64, 6, 7), (16, 32, 3, 3), dict(pad=1, groups=2)),
+    'cover_all': ((1, 32, 8, 7), (8, 32, 3, 3), dict(pad=2, cover_all=True)),
+}
+
+
+@pytest.mark.parametrize('isa', ['auto', 'avx2', 'generic'])
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('name', sorted(WINOGRAD_GRAD_W_CASES))
+@pytest.mark.parametrize('small_blocks', [False, True])
+def test_grad_w_winograd(name, dtype, isa, small_blocks, rng, close, monkeypatch):
+    """Against the loop reference, through every micro-kernel ISA, 1 and 2
+    threads bitwise equal; with small blocks, work items are 2 tile rows of
+    3 tiles (so rows of tiles are cut into segments)."""
+    from ndconv import _engine
+    calls = _spy(monkeypatch, 'conv_grad_w_winograd', lambda args, result: args[9:11])
+    monkeypatch.setattr(_engine, 'METHOD', 'winograd')
+    xs, Ws, kw = WINOGRAD_GRAD_W_CASES[name]
+    x = _rand(rng, xs, dtype)
+    out = ndconv.convolution_nd(x, _rand(rng, Ws, dtype), **kw).shape
+    gy = _rand(rng, out, dtype)
+    with _kernels_for(isa):
+        if small_blocks:
+            plan = _engine._wino_grad_w_plan
+            monkeypatch.setattr(_engine, '_wino_grad_w_plan',
+                                lambda *args: None if plan(*args) is None else (3, 2))
+        got = _at_one_and_two_threads(
+            lambda: ndconv.convolution_nd_grad_W(x, gy, Ws[2:], **kw))
+    assert calls, 'the Winograd weight gradient did not run'
+    assert not small_blocks or set(calls) == {(3, 2)}
+    np.testing.assert_array_equal(got[0], got[1])
+    close(got[0], R.conv_grad_w_ref(x, gy, Ws[2:], 1, kw.get('pad', 0),
+                                    kw.get('cover_all', False), 1, kw.get('groups', 1)))
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_grad_w_winograd_nonfinite(dtype, rng, close, monkeypatch):
+    """A NaN in x or an inf in gy, or sums that overflow only in Winograd's
+    transforms: the channels-last kernel redoes the phase, so NaN and inf
+    land where the direct sum puts them."""
+    wino = _spy(monkeypatch, 'conv_grad_w_winograd')
+    cl = _spy(monkeypatch, 'conv_grad_w_cl')
+    x = _rand(rng, (1, 32, 6, 7, 8), dtype)
+    gy = _rand(rng, (1, 8, 6, 7, 8), dtype)
+    x[0, 3, 2, 3, 4] = np.nan
+    gy[0, 5, 0, 6, 1] = np.inf
+    got = ndconv.convolution_nd_grad_W(x, gy, 3, pad=1, method='winograd')
+    ref = R.conv_grad_w_ref(x, gy, (3, 3, 3), 1, 1)
+    assert wino and cl
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))
+    fin = np.isfinite(ref)
+    assert 0 < fin.sum() < fin.size
+    close(got[fin], ref[fin])
+    # Finite in the direct sum (one product per weight), but A gy adds two
+    # cells of a tile and overflows.
+    del wino[:], cl[:]
+    x = np.zeros((1, 32, 4, 4), dtype)
+    gy = np.zeros((1, 8, 4, 4), dtype)
+    x[0, :, 1, 1] = 1
+    gy[0, 0, 0, :2] = np.finfo(dtype).max / 1.5
+    got = ndconv.convolution_nd_grad_W(x, gy, 3, pad=1, method='winograd')
+    ref = R.conv_grad_w_ref(x, gy, (3, 3), 1, 1)
+    assert wino and cl
+    assert np.isfinite(ref).all() and np.isfinite(got).all()
+    close(got, ref)
+
+
+def test_grad_w_winograd_where_it_does_not_apply(rng, close, monkeypatch):
+    """method='winograd' on weight gradients it does not take (5 taps,
+    stride 2, dilation 2, 8 input channels, 1 axis) runs another kernel."""
+    calls = _spy(monkeypatch, 'conv_grad_w_winograd')
+    for xs, ks, kw in [((1, 32, 9, 9), (5, 5), {}),
+                       ((1, 32, 9, 9), (3, 3), dict(stride=2)),
+                       ((1, 32, 9, 9), (3, 3), dict(dilate=2)),
+                       ((1, 8, 9, 9), (3, 3), {}),
+                       ((2, 32, 30), (3,), dict(pad=1))]:
+        x = _rand(rng, xs)
+        out = ndconv.convolution_nd(x, _rand(rng, (4, xs[1]) + ks), **kw).shape
+        gy = _rand(rng, out)
+        close(ndconv.convolution_nd_grad_W(x, gy, ks, method='winograd', **kw),
+              R.conv_grad_w_ref(x, gy, ks, kw.get('stride', 1), kw.get('pad', 0), False,
+                                kw.get('dilate', 1)))
+    assert not calls
+
+
 # Swapped blocks of the implicit GEMM (output cells on the micro-kernel's MR
 # rows, channels on its NR columns) run where the channels of a group are a
 # multiple of NR (32 is, on every ISA and dtype) and rows of 6, 7, 13 or 14
@@ -1329,7 +1422,7 @@ def test_method_bad_values(bad, exc, word):
 
 def test_method_direct_is_forward_only_and_keyword_only():
     x = np.ones((1, 2, 5, 5), np.float32)
-    with pytest.raises(ValueError, match="'auto', 'implicit', 'gemm'"):
+    with pytest.raises(ValueError, match="'auto', 'winograd', 'implicit', 'gemm'"):
         ndconv.convolution_nd_grad_W(x, np.ones((1, 2, 3, 3)), 3, method='direct')
     with pytest.raises(TypeError):
         ndconv.convolution_nd(x, np.ones((2, 2, 3, 3)), None, 1, 0, False, 1, 1, 'gemm')
