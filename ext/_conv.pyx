@@ -1618,7 +1618,8 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
     item is R tile rows along axis n - 2 of Ls tiles along the last axis;
     the items, in order, are cut into ``nparts`` fixed runs, and run k adds
     the sums of its items into ``parts[k]``, (C_out, 4^n * cigp) with cigp =
-    C_in // groups rounded up to NR, which must arrive zeroed.  The caller
+    C_in // groups rounded up to NR (zeroed here, by the thread that fills
+    it).  The caller
     adds the parts in order and applies G^T, so the result does not depend
     on the thread count.  False when a thread could not allocate its
     workspace."""
@@ -1682,6 +1683,7 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
             for part in prange(nparts, schedule='dynamic', chunksize=1):
                 i0 = part * nitems // nparts
                 i1 = (part + 1) * nitems // nparts
+                memset(pp + part * C_out * ldc, 0, C_out * ldc * sizeof(floating))
                 for it in range(i0, i1):
                     b = it // (groups * nouter * nbr * nseg)
                     g = (it // (nouter * nbr * nseg)) % groups
@@ -1697,6 +1699,66 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
         free(<void*>ptrs)
         free(tile)
     return failed == 0
+
+
+def wino_gw_finish(const floating[::1] parts, floating[::1] out, Py_ssize_t nparts,
+                   Py_ssize_t C_out, Py_ssize_t cig, Py_ssize_t cigp, Py_ssize_t n,
+                   int nthreads):
+    """out (C_out, cig, 3^n) = G^T on every axis of the sum of the parts of
+    conv_grad_w_winograd, (nparts, C_out, 4^n, cigp)[..., :cig], added in
+    order; in double.  Returns False when some output is not finite."""
+    cdef Py_ssize_t P = 1, Q = 1, co, ci, p, xi, r, rest, size, k
+    cdef double acc, a0, a1, a2, a3
+    cdef double* buf
+    cdef double* a
+    cdef double* b
+    cdef double* swap
+    cdef int nonfinite = 0, failed = 0
+    cdef int* nonf = &nonfinite
+    cdef int* fail = &failed
+    cdef floating v
+    for k in range(n):
+        P *= 4
+        Q *= 3
+    with nogil, parallel(num_threads=nthreads):
+        buf = <double*>malloc(2 * P * sizeof(double))
+        if buf == NULL:
+            fail[0] = 1
+        else:
+            for co in prange(C_out, schedule='static'):
+                for ci in range(cig):
+                    a = buf
+                    b = buf + P
+                    for xi in range(P):
+                        acc = 0
+                        for p in range(nparts):
+                            acc = acc + parts[((p * C_out + co) * P + xi) * cigp + ci]
+                        a[xi] = acc
+                    # Each pass takes the leading axis (4) and appends one of 3.
+                    size = P
+                    for k in range(n):
+                        rest = size // 4
+                        for r in range(rest):
+                            a0 = a[r]
+                            a1 = a[rest + r]
+                            a2 = a[2 * rest + r]
+                            a3 = a[3 * rest + r]
+                            b[3 * r] = a0 + 0.5 * (a1 + a2)
+                            b[3 * r + 1] = 0.5 * (a1 - a2)
+                            b[3 * r + 2] = 0.5 * (a1 + a2) + a3
+                        size = 3 * rest
+                        swap = a
+                        a = b
+                        b = swap
+                    for r in range(Q):
+                        v = <floating>a[r]
+                        out[(co * cig + ci) * Q + r] = v
+                        if v - v != 0:
+                            nonf[0] = 1
+        free(buf)
+    if failed:
+        raise MemoryError('ndconv could not allocate its per-thread workspace')
+    return nonfinite == 0
 
 
 def conv_grad_w_implicit(const floating[::1] x, const floating[::1] gy, floating[::1] parts,

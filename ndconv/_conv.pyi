@@ -52,6 +52,10 @@ def conv_grad_w_winograd(x: _FloatBuf, gy: _FloatBuf, parts: _FloatBuf, geo: _Ge
                          nparts: int, nthreads: int) -> bool: ...
 
 
+def wino_gw_finish(parts: _FloatBuf, out: _FloatBuf, nparts: int, C_out: int, cig: int,
+                   cigp: int, n: int, nthreads: int) -> bool: ...
+
+
 def conv_implicit(x: _FloatBuf, wt: _FloatBuf, bias: _FloatBuf, out: _FloatBuf,
                   geos: _Geo, infos: _Geo, table: _Geo, n: int, N: int, C_in: int,
                   C_out: int, groups: int, mode: int, min_items: int,

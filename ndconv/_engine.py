@@ -286,12 +286,18 @@ def _implicit_plan(geo, n, taps, count, N, C_in, C_out, groups, tv, itemsize, nt
     return geo, info, cchunk, qseg, rows, n, swap
 
 
+def _nparts(nitems, C_out, width, dtype):
+    """Parts of a weight gradient (C_out, width) of nitems work items:
+    shapes only, at most 16, together within _PART_BYTES."""
+    return max(1, min(nitems, 16, _PART_BYTES // (C_out * width * np.dtype(dtype).itemsize)))
+
+
 def _sum_of_parts(nitems, C_out, width, dtype, kernel):
     """A weight gradient summed in parts fixed by the shapes alone, never by
     the thread count: ``kernel(parts, nparts)`` fills the zeroed parts,
     (nparts, C_out, width) as one flat array, and returns False when a thread
     could not allocate its workspace; the parts are then added in order."""
-    nparts = max(1, min(nitems, 16, _PART_BYTES // (C_out * width * np.dtype(dtype).itemsize)))
+    nparts = _nparts(nitems, C_out, width, dtype)
     parts = np.zeros((nparts, C_out, width), dtype)
     if not kernel(parts.reshape(-1), nparts):
         raise MemoryError('ndconv could not allocate its per-thread workspace')
@@ -437,7 +443,7 @@ def _wino_grad_w_plan(geo, n, taps, count, cig, cog, itemsize):
 def _wino_grad_w(xf, gyf, geo, n, N, C_in, C_out, groups, dtype, nthreads, Ls, R):
     """The (C_out, C_in // groups * 3^n) weight gradient of a phase through
     conv_grad_w_winograd: parts fixed by the shapes, added in order, then
-    G^T on every axis; None where some of it is not finite (the
+    G^T on every axis (wino_gw_finish); None where some of it is not finite (the
     transforms would spread a NaN or inf, or overflow where the direct sum
     does not)."""
     cig = C_in // groups
@@ -446,14 +452,15 @@ def _wino_grad_w(xf, gyf, geo, n, N, C_in, C_out, groups, dtype, nthreads, Ls, R
     count = [int(c) for c in geo[2 * n:3 * n]]
     nt = [-(-c // 2) for c in count]
     nitems = N * groups * math.prod(nt[:-2]) * (-(-nt[-2] // R)) * (-(-nt[-1] // Ls))
-    m = _sum_of_parts(nitems, C_out, 4 ** n * cigp, dtype, lambda parts, nparts:
-                      _conv.conv_grad_w_winograd(xf, gyf, parts, geo, n, N, C_in, C_out,
-                                                 groups, Ls, R, nparts, nthreads))
-    m = m.reshape((C_out,) + (4,) * n + (cigp,))[..., :cig]
-    m = np.moveaxis(m, -1, 1).astype(np.float64)
-    with np.errstate(invalid='ignore', over='ignore'):
-        g = _along_axes(m, _WINO_G.T, n).reshape(C_out, cig * 3 ** n).astype(dtype)
-    return g if np.isfinite(g).all() else None
+    nparts = _nparts(nitems, C_out, 4 ** n * cigp, dtype)
+    parts = np.empty(nparts * C_out * 4 ** n * cigp, dtype)
+    if not _conv.conv_grad_w_winograd(xf, gyf, parts, geo, n, N, C_in, C_out, groups,
+                                      Ls, R, nparts, nthreads):
+        raise MemoryError('ndconv could not allocate its per-thread workspace')
+    g = np.empty((C_out, cig * 3 ** n), dtype)
+    finite = _conv.wino_gw_finish(parts, g.reshape(-1), nparts, C_out, cig, cigp, n,
+                                  nthreads)
+    return g if finite else None
 
 
 def _use_direct(cig, cog, tv, kw, itemsize):
