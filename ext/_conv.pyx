@@ -1701,15 +1701,76 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
     return failed == 0
 
 
+def wino_kernel(const floating[::1] w, floating[::1] u, Py_ssize_t C_out, Py_ssize_t cig,
+                Py_ssize_t groups, Py_ssize_t n, int nthreads):
+    """u (groups, 4^n, cig, C_out // groups) = G g G^T on every axis of each
+    kernel g of w (C_out, cig, 3^n), in double: the kernel conv_winograd
+    reads.  One input channel at a time, every output channel, so that u is
+    written in runs."""
+    cdef Py_ssize_t P = 1, Q = 1, cog = C_out // groups, co, ci, r, i, rest, size, k
+    cdef double g0, g1, g2
+    cdef double* buf
+    cdef double* a
+    cdef double* b
+    cdef double* swap
+    cdef double* col
+    cdef int failed = 0
+    cdef int* fail = &failed
+    for k in range(n):
+        P *= 4
+        Q *= 3
+    with nogil, parallel(num_threads=nthreads):
+        buf = <double*>malloc((2 + C_out) * P * sizeof(double))
+        if buf == NULL:
+            fail[0] = 1
+        else:
+            col = buf + 2 * P
+            for ci in prange(cig, schedule='static'):
+                for co in range(C_out):
+                    a = buf
+                    b = buf + P
+                    for r in range(Q):
+                        a[r] = w[(co * cig + ci) * Q + r]
+                    # Axis k: (4^k, 3, inner) -> (4^k, 4, inner), inner = 3^(n-1-k).
+                    size = 1
+                    rest = Q
+                    for k in range(n):
+                        rest = rest // 3
+                        for r in range(size):
+                            for i in range(rest):
+                                g0 = a[3 * r * rest + i]
+                                g1 = a[(3 * r + 1) * rest + i]
+                                g2 = a[(3 * r + 2) * rest + i]
+                                b[4 * r * rest + i] = g0
+                                b[(4 * r + 1) * rest + i] = 0.5 * (g0 + g1 + g2)
+                                b[(4 * r + 2) * rest + i] = 0.5 * (g0 - g1 + g2)
+                                b[(4 * r + 3) * rest + i] = g2
+                        size = 4 * size
+                        swap = a
+                        a = b
+                        b = swap
+                    for r in range(P):
+                        col[r * C_out + co] = a[r]
+                for k in range(groups):
+                    for r in range(P):
+                        for i in range(cog):
+                            u[((k * P + r) * cig + ci) * cog + i] = (
+                                <floating>col[r * C_out + k * cog + i])
+        free(buf)
+    if failed:
+        raise MemoryError('ndconv could not allocate its per-thread workspace')
+
+
 def wino_gw_finish(const floating[::1] parts, floating[::1] out, Py_ssize_t nparts,
                    Py_ssize_t C_out, Py_ssize_t cig, Py_ssize_t cigp, Py_ssize_t n,
                    int nthreads):
     """out (C_out, cig, 3^n) = G^T on every axis of the sum of the parts of
     conv_grad_w_winograd, (nparts, C_out, 4^n, cigp)[..., :cig], added in
     order; in double.  Returns False when some output is not finite."""
-    cdef Py_ssize_t P = 1, Q = 1, co, ci, p, xi, r, rest, size, k
-    cdef double acc, a0, a1, a2, a3
+    cdef Py_ssize_t P = 1, Q = 1, co, ci, p, xi, r, i, rest, size, k
+    cdef double a0, a1, a2, a3
     cdef double* buf
+    cdef double* sums
     cdef double* a
     cdef double* b
     cdef double* swap
@@ -1721,32 +1782,38 @@ def wino_gw_finish(const floating[::1] parts, floating[::1] out, Py_ssize_t npar
         P *= 4
         Q *= 3
     with nogil, parallel(num_threads=nthreads):
-        buf = <double*>malloc(2 * P * sizeof(double))
+        buf = <double*>malloc((2 + cigp) * P * sizeof(double))
         if buf == NULL:
             fail[0] = 1
         else:
+            sums = buf + 2 * P
             for co in prange(C_out, schedule='static'):
+                # The parts of this row, added in order, read in runs.
+                for xi in range(P * cigp):
+                    sums[xi] = parts[co * P * cigp + xi]
+                for p in range(1, nparts):
+                    for xi in range(P * cigp):
+                        sums[xi] = sums[xi] + parts[(p * C_out + co) * P * cigp + xi]
                 for ci in range(cig):
                     a = buf
                     b = buf + P
                     for xi in range(P):
-                        acc = 0
-                        for p in range(nparts):
-                            acc = acc + parts[((p * C_out + co) * P + xi) * cigp + ci]
-                        a[xi] = acc
-                    # Each pass takes the leading axis (4) and appends one of 3.
-                    size = P
+                        a[xi] = sums[xi * cigp + ci]
+                    # Axis k: (3^k, 4, inner) -> (3^k, 3, inner), inner = 4^(n-1-k).
+                    size = 1
+                    rest = P
                     for k in range(n):
-                        rest = size // 4
-                        for r in range(rest):
-                            a0 = a[r]
-                            a1 = a[rest + r]
-                            a2 = a[2 * rest + r]
-                            a3 = a[3 * rest + r]
-                            b[3 * r] = a0 + 0.5 * (a1 + a2)
-                            b[3 * r + 1] = 0.5 * (a1 - a2)
-                            b[3 * r + 2] = 0.5 * (a1 + a2) + a3
-                        size = 3 * rest
+                        rest = rest // 4
+                        for r in range(size):
+                            for i in range(rest):
+                                a0 = a[4 * r * rest + i]
+                                a1 = a[(4 * r + 1) * rest + i]
+                                a2 = a[(4 * r + 2) * rest + i]
+                                a3 = a[(4 * r + 3) * rest + i]
+                                b[3 * r * rest + i] = a0 + 0.5 * (a1 + a2)
+                                b[(3 * r + 1) * rest + i] = 0.5 * (a1 - a2)
+                                b[(3 * r + 2) * rest + i] = 0.5 * (a1 + a2) + a3
+                        size = 3 * size
                         swap = a
                         a = b
                         b = swap

@@ -52,6 +52,10 @@ def conv_grad_w_winograd(x: _FloatBuf, gy: _FloatBuf, parts: _FloatBuf, geo: _Ge
                          nparts: int, nthreads: int) -> bool: ...
 
 
+def wino_kernel(w: _FloatBuf, u: _FloatBuf, C_out: int, cig: int, groups: int, n: int,
+                nthreads: int) -> None: ...
+
+
 def wino_gw_finish(parts: _FloatBuf, out: _FloatBuf, nparts: int, C_out: int, cig: int,
                    cigp: int, n: int, nthreads: int) -> bool: ...
 

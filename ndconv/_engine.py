@@ -138,10 +138,9 @@ def _nr(itemsize):
     return _conv.kernel_shape()[1 if itemsize == 4 else 2]
 
 
-# Winograd F(2, 3), per axis: kernel transform G (4 x 3).  The workspace of
-# a thread (transformed input and products of a work item) stays within
-# _WINO_BYTES, so within the L2 cache.
-_WINO_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+# Winograd F(2, 3) (its matrices are in ext/_conv.pyx and ext/ndconv_mk.h).
+# The workspace of a thread (transformed input and products of a work item)
+# stays within _WINO_BYTES, so within the L2 cache.
 _WINO_BYTES = 1536 << 10
 
 
@@ -173,24 +172,13 @@ def _wino_plan(geo, n, taps, count, cig, cog, itemsize):
     return Ls, R, Tp
 
 
-def _along_axes(u, M, n):
-    """M applied along axes 2 .. n + 1 of u (M @ each of those vectors), by
-    sums of scaled slices: tensordot and einsum call BLAS, which wakes BLAS's
-    threads, and they then spin on the cores the kernels want."""
-    for _ in range(n):                  # each pass moves the axis it did last
-        u = np.stack([sum(M[t, k] * u[:, :, k] for k in range(M.shape[1]))
-                      for t in range(M.shape[0])], axis=-1)
-    return u
-
-
-def _wino_kernel(wsub, C_out, cig, groups, n, dtype):
+def _wino_kernel(wsub, C_out, cig, groups, n, dtype, nthreads):
     """G g G^T on every axis of the phase's kernel (C_out, cig * 3^n), as
     (groups, 4^n, cig, C_out // groups) for the micro-kernel."""
-    u = wsub.reshape((C_out, cig) + (3,) * n).astype(np.float64)
-    with np.errstate(invalid='ignore', over='ignore'):
-        u = _along_axes(u, _WINO_G, n)
-    u = u.reshape(groups, C_out // groups, cig, 4 ** n).transpose(0, 3, 2, 1)
-    return np.ascontiguousarray(u, dtype).reshape(-1)
+    u = np.empty(C_out * cig * 4 ** n, dtype)
+    _conv.wino_kernel(np.ascontiguousarray(wsub, dtype).reshape(-1), u, C_out, cig, groups,
+                      n, nthreads)
+    return u
 
 
 # Bytes of packed input rows a thread aims for, and the longest row segment.
@@ -510,7 +498,7 @@ def correlate(x, Wc, b, res, stride, dilate, input_dilate, pad_lo, mode, groups,
                     if method == 'winograd' and nonfinite is None else None)
             if plan is not None:
                 status = _conv.conv_winograd(xf, _wino_kernel(wsub, C_out, cig, groups, n,
-                                                              res.dtype),
+                                                              res.dtype, nthreads),
                                              bias, of, geo, n, N, C_in, C_out, groups, mode,
                                              *plan, nthreads)
                 if status == 1:
