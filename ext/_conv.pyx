@@ -1701,18 +1701,55 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
     return failed == 0
 
 
+cdef double* wino_axes(double* a, double* b, Py_ssize_t n, bint kernel) noexcept nogil:
+    """G (kernel: 3 -> 4 values an axis) or G^T (4 -> 3) along every axis of
+    a, axis 0 first; a and b are used in turn, and the one holding the
+    result is returned.  Axis k: (out^k, in, inner) -> (out^k, out, inner),
+    inner = in^(n-1-k), so both sides run in order."""
+    cdef Py_ssize_t nin = 3 if kernel else 4, nout = 7 - nin
+    cdef Py_ssize_t k, r, i, size = 1, rest = 1
+    cdef double v0, v1, v2, v3
+    cdef double* s
+    cdef double* d
+    cdef double* swap
+    for k in range(n):
+        rest *= nin
+    for k in range(n):
+        rest = rest // nin
+        for r in range(size):
+            s = a + nin * r * rest
+            d = b + nout * r * rest
+            for i in range(rest):
+                v0 = s[i]
+                v1 = s[rest + i]
+                v2 = s[2 * rest + i]
+                if kernel:
+                    d[i] = v0
+                    d[rest + i] = 0.5 * (v0 + v1 + v2)
+                    d[2 * rest + i] = 0.5 * (v0 - v1 + v2)
+                    d[3 * rest + i] = v2
+                else:
+                    v3 = s[3 * rest + i]
+                    d[i] = v0 + 0.5 * (v1 + v2)
+                    d[rest + i] = 0.5 * (v1 - v2)
+                    d[2 * rest + i] = 0.5 * (v1 + v2) + v3
+        size = nout * size
+        swap = a
+        a = b
+        b = swap
+    return a
+
+
 def wino_kernel(const floating[::1] w, floating[::1] u, Py_ssize_t C_out, Py_ssize_t cig,
                 Py_ssize_t groups, Py_ssize_t n, int nthreads):
     """u (groups, 4^n, cig, C_out // groups) = G g G^T on every axis of each
     kernel g of w (C_out, cig, 3^n), in double: the kernel conv_winograd
     reads.  One input channel at a time, every output channel, so that u is
     written in runs."""
-    cdef Py_ssize_t P = 1, Q = 1, cog = C_out // groups, co, ci, r, i, rest, size, k
-    cdef double g0, g1, g2
+    cdef Py_ssize_t P = 1, Q = 1, cog = C_out // groups, co, ci, r, i, k
     cdef double* buf
     cdef double* a
     cdef double* b
-    cdef double* swap
     cdef double* col
     cdef int failed = 0
     cdef int* fail = &failed
@@ -1731,24 +1768,7 @@ def wino_kernel(const floating[::1] w, floating[::1] u, Py_ssize_t C_out, Py_ssi
                     b = buf + P
                     for r in range(Q):
                         a[r] = w[(co * cig + ci) * Q + r]
-                    # Axis k: (4^k, 3, inner) -> (4^k, 4, inner), inner = 3^(n-1-k).
-                    size = 1
-                    rest = Q
-                    for k in range(n):
-                        rest = rest // 3
-                        for r in range(size):
-                            for i in range(rest):
-                                g0 = a[3 * r * rest + i]
-                                g1 = a[(3 * r + 1) * rest + i]
-                                g2 = a[(3 * r + 2) * rest + i]
-                                b[4 * r * rest + i] = g0
-                                b[(4 * r + 1) * rest + i] = 0.5 * (g0 + g1 + g2)
-                                b[(4 * r + 2) * rest + i] = 0.5 * (g0 - g1 + g2)
-                                b[(4 * r + 3) * rest + i] = g2
-                        size = 4 * size
-                        swap = a
-                        a = b
-                        b = swap
+                    a = wino_axes(a, b, n, True)
                     for r in range(P):
                         col[r * C_out + co] = a[r]
                 for k in range(groups):
@@ -1767,13 +1787,11 @@ def wino_gw_finish(const floating[::1] parts, floating[::1] out, Py_ssize_t npar
     """out (C_out, cig, 3^n) = G^T on every axis of the sum of the parts of
     conv_grad_w_winograd, (nparts, C_out, 4^n, cigp)[..., :cig], added in
     order; in double.  Returns False when some output is not finite."""
-    cdef Py_ssize_t P = 1, Q = 1, co, ci, p, xi, r, i, rest, size, k
-    cdef double a0, a1, a2, a3
+    cdef Py_ssize_t P = 1, Q = 1, co, ci, p, xi, r, k
     cdef double* buf
     cdef double* sums
     cdef double* a
     cdef double* b
-    cdef double* swap
     cdef int nonfinite = 0, failed = 0
     cdef int* nonf = &nonfinite
     cdef int* fail = &failed
@@ -1799,24 +1817,7 @@ def wino_gw_finish(const floating[::1] parts, floating[::1] out, Py_ssize_t npar
                     b = buf + P
                     for xi in range(P):
                         a[xi] = sums[xi * cigp + ci]
-                    # Axis k: (3^k, 4, inner) -> (3^k, 3, inner), inner = 4^(n-1-k).
-                    size = 1
-                    rest = P
-                    for k in range(n):
-                        rest = rest // 4
-                        for r in range(size):
-                            for i in range(rest):
-                                a0 = a[4 * r * rest + i]
-                                a1 = a[(4 * r + 1) * rest + i]
-                                a2 = a[(4 * r + 2) * rest + i]
-                                a3 = a[(4 * r + 3) * rest + i]
-                                b[3 * r * rest + i] = a0 + 0.5 * (a1 + a2)
-                                b[(3 * r + 1) * rest + i] = 0.5 * (a1 - a2)
-                                b[(3 * r + 2) * rest + i] = 0.5 * (a1 + a2) + a3
-                        size = 3 * size
-                        swap = a
-                        a = b
-                        b = swap
+                    a = wino_axes(a, b, n, False)
                     for r in range(Q):
                         v = <floating>a[r]
                         out[(co * cig + ci) * Q + r] = v
