@@ -1474,21 +1474,6 @@ cdef inline void wino_gw_pass(bint bt, floating* d, Py_ssize_t ldk, Py_ssize_t l
             ndconv_wino_a2_double(d, ldk, ldt, src, ldr, lds, length, nt)
 
 
-cdef inline void outer_cells(Py_ssize_t e, const Py_ssize_t* tile, Py_ssize_t ax2,
-                             Py_ssize_t* j, Py_ssize_t* top) noexcept nogil:
-    """Cells j[a] = 2 * tile[a] + (digit a of e) of the axes a < ax2, the
-    base-4 digits of e running from axis ax2 - 1 (lowest) to axis 0; top
-    gets the largest digit."""
-    cdef Py_ssize_t a, d
-    top[0] = 0
-    for a in range(ax2 - 1, -1, -1):
-        d = e % 4
-        e = e // 4
-        j[a] = 2 * tile[a] + d
-        if d > top[0]:
-            top[0] = d
-
-
 cdef inline Py_ssize_t wino_gw_stride(Py_ssize_t size) noexcept nogil:
     """Distance of the positions of V and U: size rounded up to 64 values,
     plus 16, so that the 16 rows the transforms write at once do not all
@@ -1520,7 +1505,7 @@ cdef void wino_gw_block(const Geom* G, const floating* xg, const floating* gyg,
     cdef Py_ssize_t j[MAXD]
     cdef Py_ssize_t tk[MAXD]
     cdef Py_ssize_t n = G.n, last = G.n - 1, ax2 = G.n - 2
-    cdef Py_ssize_t P2 = 1, P, a, e, w, y, r, c, base, o, nv, top, xi
+    cdef Py_ssize_t P2 = 1, a, e, w, y, r, c, base, o, nv, top, xi
     cdef Py_ssize_t K = nrow * nts, lr = 2 * nts + 2, lg = 2 * nts, ny = 2 * nrow + 2
     cdef Py_ssize_t blkS = ny * lr * cig, blkG = 2 * nrow * lg * cog
     cdef Py_ssize_t Dl = G.in_shape[last], il = G.tap_off[G.tap_base[last]] + 2 * ts
@@ -1533,12 +1518,11 @@ cdef void wino_gw_block(const Geom* G, const floating* xg, const floating* gyg,
     cdef bint ok
     for a in range(ax2):
         P2 *= 4
-    P = 16 * P2
     for a in range(n):
         tk[a] = 0
     # x, staged channels-last (rows copied, then transposed in register tiles)
     for e in range(P2):
-        outer_cells(e, tile, ax2, j, &top)
+        top = tile_cells(4 * e, tile, 0, ax2, j)   # (the outer axes; j[ax2] set below)
         for y in range(ny):
             j[ax2] = 2 * tile[ax2] + y
             dst = S + (e * ny + y) * lr * cig
@@ -1557,7 +1541,7 @@ cdef void wino_gw_block(const Geom* G, const floating* xg, const floating* gyg,
         w *= 4
     # gy, the same way with A (only outer digits 0 and 1 are cells)
     for e in range(P2):
-        outer_cells(e, tile, ax2, j, &top)
+        top = tile_cells(4 * e, tile, 0, ax2, j)   # (the outer axes; j[ax2] set below)
         if top > 1:
             continue
         ok = True
