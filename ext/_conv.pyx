@@ -1381,6 +1381,44 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
     return finite
 
 
+ctypedef struct WinoItems:
+    Py_ssize_t nt[MAXD]     # tiles per axis
+    Py_ssize_t groups, nouter, nbr, nseg, R, Ls
+
+
+cdef Py_ssize_t wino_items(const Geom* G, Py_ssize_t N, Py_ssize_t groups, Py_ssize_t R,
+                           Py_ssize_t Ls, WinoItems* W) noexcept nogil:
+    """The work items of the Winograd kernels, (batch, group, tiles of the
+    outer axes, block of R tile rows, segment of Ls tiles), in that order;
+    returns their number."""
+    cdef Py_ssize_t a, ax2 = G.n - 2
+    for a in range(G.n):
+        W.nt[a] = (G.count[a] + 1) // 2
+    W.nouter = 1
+    for a in range(ax2):
+        W.nouter *= W.nt[a]
+    W.groups = groups
+    W.R = R
+    W.Ls = Ls
+    W.nbr = (W.nt[ax2] + R - 1) // R
+    W.nseg = (W.nt[G.n - 1] + Ls - 1) // Ls
+    return N * groups * W.nouter * W.nbr * W.nseg
+
+
+cdef inline void wino_item(const WinoItems* W, Py_ssize_t ax2, Py_ssize_t it, Py_ssize_t* b,
+                           Py_ssize_t* g, Py_ssize_t* tile, Py_ssize_t* ts, Py_ssize_t* nrow,
+                           Py_ssize_t* nts) noexcept nogil:
+    """Work item it: batch b, group g, first tiles tile[a] (a <= ax2) and ts
+    (last axis), and its nrow tile rows of nts tiles."""
+    b[0] = it // (W.groups * W.nouter * W.nbr * W.nseg)
+    g[0] = (it // (W.nouter * W.nbr * W.nseg)) % W.groups
+    unravel((it // (W.nbr * W.nseg)) % W.nouter, W.nt, ax2, tile)
+    tile[ax2] = (it // W.nseg) % W.nbr * W.R
+    ts[0] = it % W.nseg * W.Ls
+    nrow[0] = min(W.R, W.nt[ax2] - tile[ax2])
+    nts[0] = min(W.Ls, W.nt[ax2 + 1] - ts[0])
+
+
 def conv_winograd(const floating[::1] x, const floating[::1] u, const floating[::1] bias,
                   floating[::1] out, const Py_ssize_t[::1] geo, Py_ssize_t n, Py_ssize_t N,
                   Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t groups, int mode,
@@ -1398,9 +1436,9 @@ def conv_winograd(const floating[::1] x, const floating[::1] u, const floating[:
     phase another way."""
     cdef Geom G = _geom(geo, n, mode)
     cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
-    cdef Py_ssize_t last = n - 1, ax2 = n - 2
-    cdef Py_ssize_t P = 1, a, k, nouter = 1, nbr, nseg, nitems, it, b, g, ts
-    cdef Py_ssize_t nt[MAXD]
+    cdef Py_ssize_t ax2 = n - 2
+    cdef Py_ssize_t P = 1, a, k, nitems, it, b, g, ts, nrow, nts
+    cdef WinoItems W
     cdef int failed = 0, nonfinite = 0
     cdef int* fail = &failed
     cdef int* nonf = &nonfinite
@@ -1418,12 +1456,7 @@ def conv_winograd(const floating[::1] x, const floating[::1] u, const floating[:
         raise ValueError('bad Winograd blocking')
     for a in range(n):
         P *= 4
-        nt[a] = (G.count[a] + 1) // 2
-    for a in range(ax2):
-        nouter *= nt[a]
-    nbr = (nt[ax2] + R - 1) // R
-    nseg = (nt[last] + Ls - 1) // Ls
-    nitems = N * groups * nouter * nbr * nseg
+    nitems = wino_items(&G, N, groups, R, Ls, &W)
     if nitems == 0:
         return 0
     with nogil, parallel(num_threads=nthreads):
@@ -1439,16 +1472,11 @@ def conv_winograd(const floating[::1] x, const floating[::1] u, const floating[:
             for k in range(P * cig):
                 ptrs[k] = V + k * Tp
             for it in prange(nitems, schedule='dynamic', chunksize=1):
-                b = it // (groups * nouter * nbr * nseg)
-                g = (it // (nouter * nbr * nseg)) % groups
-                unravel((it // (nbr * nseg)) % nouter, nt, ax2, tile)
-                tile[ax2] = (it // nseg) % nbr * R
-                ts = it % nseg * Ls
+                wino_item(&W, ax2, it, &b, &g, tile, &ts, &nrow, &nts)
                 if not wino_block(&G, xp + (b * C_in + g * cig) * G.in_vol,
                                   up + g * P * cig * cog, bp + g * cog if bp != NULL else NULL,
                                   op + (b * C_out + g * cog) * G.out_vol, cig, cog, tile,
-                                  min(R, nt[ax2] - tile[ax2]), ts, min(Ls, nt[last] - ts),
-                                  Ls, Tp, V, M, ptrs, ev):
+                                  nrow, ts, nts, Ls, Tp, V, M, ptrs, ev):
                     nonf[0] = 1
         free(V)
         free(M)
@@ -1611,12 +1639,12 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
     cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
     cdef Py_ssize_t cigp = (cig + nr - 1) // nr * nr
-    cdef Py_ssize_t last = n - 1, ax2 = n - 2
-    cdef Py_ssize_t P2 = 1, P, a, k, nouter = 1, nbr, nseg, nitems, it, b, g, ts
+    cdef Py_ssize_t ax2 = n - 2
+    cdef Py_ssize_t P2 = 1, a, k, nitems, it, b, g, ts, nrow, nts
     cdef Py_ssize_t part, i0, i1, Kmax = R * Ls, ldc
     cdef Py_ssize_t lr = 2 * Ls + 2, lg = 2 * Ls
     cdef Py_ssize_t sizeS, sizeV, sizeSg, sizeU
-    cdef Py_ssize_t nt[MAXD]
+    cdef WinoItems W
     cdef int failed = 0
     cdef int* fail = &failed
     cdef floating* S
@@ -1633,15 +1661,8 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
         raise ValueError('bad Winograd blocking')
     for a in range(ax2):
         P2 *= 4
-    P = 16 * P2
-    ldc = P * cigp
-    for a in range(n):
-        nt[a] = (G.count[a] + 1) // 2
-    for a in range(ax2):
-        nouter *= nt[a]
-    nbr = (nt[ax2] + R - 1) // R
-    nseg = (nt[last] + Ls - 1) // Ls
-    nitems = N * groups * nouter * nbr * nseg
+    ldc = 16 * P2 * cigp
+    nitems = wino_items(&G, N, groups, R, Ls, &W)
     if nitems == 0:
         return True
     sizeS = P2 * (2 * R + 2) * lr * cig
@@ -1669,16 +1690,11 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
                 i1 = (part + 1) * nitems // nparts
                 memset(pp + part * C_out * ldc, 0, C_out * ldc * sizeof(floating))
                 for it in range(i0, i1):
-                    b = it // (groups * nouter * nbr * nseg)
-                    g = (it // (nouter * nbr * nseg)) % groups
-                    unravel((it // (nbr * nseg)) % nouter, nt, ax2, tile)
-                    tile[ax2] = (it // nseg) % nbr * R
-                    ts = it % nseg * Ls
+                    wino_item(&W, ax2, it, &b, &g, tile, &ts, &nrow, &nts)
                     wino_gw_block(&G, xp + (b * C_in + g * cig) * G.in_vol,
                                   gyp + (b * C_out + g * cog) * G.out_vol,
                                   pp + part * C_out * ldc + g * cog * ldc, ldc, cig, cigp,
-                                  cog, tile, min(R, nt[ax2] - tile[ax2]), ts,
-                                  min(Ls, nt[last] - ts), Kmax, S, V, Sg, U, row, ptrs)
+                                  cog, tile, nrow, ts, nts, Kmax, S, V, Sg, U, row, ptrs)
         free(S)
         free(<void*>ptrs)
         free(tile)
