@@ -1405,18 +1405,25 @@ cdef Py_ssize_t wino_items(const Geom* G, Py_ssize_t N, Py_ssize_t groups, Py_ss
     return N * groups * W.nouter * W.nbr * W.nseg
 
 
-cdef inline void wino_item(const WinoItems* W, Py_ssize_t ax2, Py_ssize_t it, Py_ssize_t* b,
-                           Py_ssize_t* g, Py_ssize_t* tile, Py_ssize_t* ts, Py_ssize_t* nrow,
-                           Py_ssize_t* nts) noexcept nogil:
+ctypedef struct WinoItem:
+    Py_ssize_t b, g, ts, nrow, nts
+
+
+cdef inline WinoItem wino_item(const WinoItems* W, Py_ssize_t ax2, Py_ssize_t it,
+                               Py_ssize_t* tile) noexcept nogil:
     """Work item it: batch b, group g, first tiles tile[a] (a <= ax2) and ts
-    (last axis), and its nrow tile rows of nts tiles."""
-    b[0] = it // (W.groups * W.nouter * W.nbr * W.nseg)
-    g[0] = (it // (W.nouter * W.nbr * W.nseg)) % W.groups
+    (last axis), and its nrow tile rows of nts tiles.  (Returned by value:
+    a variable a prange body assigns is private to its thread, one it only
+    passes by address is shared.)"""
+    cdef WinoItem I
+    I.b = it // (W.groups * W.nouter * W.nbr * W.nseg)
+    I.g = (it // (W.nouter * W.nbr * W.nseg)) % W.groups
     unravel((it // (W.nbr * W.nseg)) % W.nouter, W.nt, ax2, tile)
     tile[ax2] = (it // W.nseg) % W.nbr * W.R
-    ts[0] = it % W.nseg * W.Ls
-    nrow[0] = min(W.R, W.nt[ax2] - tile[ax2])
-    nts[0] = min(W.Ls, W.nt[ax2 + 1] - ts[0])
+    I.ts = it % W.nseg * W.Ls
+    I.nrow = min(W.R, W.nt[ax2] - tile[ax2])
+    I.nts = min(W.Ls, W.nt[ax2 + 1] - I.ts)
+    return I
 
 
 def conv_winograd(const floating[::1] x, const floating[::1] u, const floating[::1] bias,
@@ -1437,8 +1444,9 @@ def conv_winograd(const floating[::1] x, const floating[::1] u, const floating[:
     cdef Geom G = _geom(geo, n, mode)
     cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
     cdef Py_ssize_t ax2 = n - 2
-    cdef Py_ssize_t P = 1, a, k, nitems, it, b, g, ts, nrow, nts
+    cdef Py_ssize_t P = 1, a, k, nitems, it
     cdef WinoItems W
+    cdef WinoItem I
     cdef int failed = 0, nonfinite = 0
     cdef int* fail = &failed
     cdef int* nonf = &nonfinite
@@ -1472,11 +1480,12 @@ def conv_winograd(const floating[::1] x, const floating[::1] u, const floating[:
             for k in range(P * cig):
                 ptrs[k] = V + k * Tp
             for it in prange(nitems, schedule='dynamic', chunksize=1):
-                wino_item(&W, ax2, it, &b, &g, tile, &ts, &nrow, &nts)
-                if not wino_block(&G, xp + (b * C_in + g * cig) * G.in_vol,
-                                  up + g * P * cig * cog, bp + g * cog if bp != NULL else NULL,
-                                  op + (b * C_out + g * cog) * G.out_vol, cig, cog, tile,
-                                  nrow, ts, nts, Ls, Tp, V, M, ptrs, ev):
+                I = wino_item(&W, ax2, it, tile)
+                if not wino_block(&G, xp + (I.b * C_in + I.g * cig) * G.in_vol,
+                                  up + I.g * P * cig * cog,
+                                  bp + I.g * cog if bp != NULL else NULL,
+                                  op + (I.b * C_out + I.g * cog) * G.out_vol, cig, cog, tile,
+                                  I.nrow, I.ts, I.nts, Ls, Tp, V, M, ptrs, ev):
                     nonf[0] = 1
         free(V)
         free(M)
@@ -1640,11 +1649,12 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
     cdef Py_ssize_t cigp = (cig + nr - 1) // nr * nr
     cdef Py_ssize_t ax2 = n - 2
-    cdef Py_ssize_t P2 = 1, a, k, nitems, it, b, g, ts, nrow, nts
+    cdef Py_ssize_t P2 = 1, a, k, nitems, it
     cdef Py_ssize_t part, i0, i1, Kmax = R * Ls, ldc
     cdef Py_ssize_t lr = 2 * Ls + 2, lg = 2 * Ls
     cdef Py_ssize_t sizeS, sizeV, sizeSg, sizeU
     cdef WinoItems W
+    cdef WinoItem I
     cdef int failed = 0
     cdef int* fail = &failed
     cdef floating* S
@@ -1690,11 +1700,11 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
                 i1 = (part + 1) * nitems // nparts
                 memset(pp + part * C_out * ldc, 0, C_out * ldc * sizeof(floating))
                 for it in range(i0, i1):
-                    wino_item(&W, ax2, it, &b, &g, tile, &ts, &nrow, &nts)
-                    wino_gw_block(&G, xp + (b * C_in + g * cig) * G.in_vol,
-                                  gyp + (b * C_out + g * cog) * G.out_vol,
-                                  pp + part * C_out * ldc + g * cog * ldc, ldc, cig, cigp,
-                                  cog, tile, nrow, ts, nts, Kmax, S, V, Sg, U, row, ptrs)
+                    I = wino_item(&W, ax2, it, tile)
+                    wino_gw_block(&G, xp + (I.b * C_in + I.g * cig) * G.in_vol,
+                                  gyp + (I.b * C_out + I.g * cog) * G.out_vol,
+                                  pp + part * C_out * ldc + I.g * cog * ldc, ldc, cig, cigp,
+                                  cog, tile, I.nrow, I.ts, I.nts, Kmax, S, V, Sg, U, row, ptrs)
         free(S)
         free(<void*>ptrs)
         free(tile)

@@ -1101,6 +1101,40 @@ def test_winograd_where_it_does_not_apply(rng, close):
               R.conv_nd_ref(x, W, None, kw.get('stride', 1), 0 if 'pad' not in kw else 1))
 
 
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_winograd_items_at_two_threads(dtype, rng, monkeypatch):
+    """Many small work items (segments of 3 tiles, 2 tile rows) at 2
+    threads, forward and weight gradient, called again and again: every
+    result bitwise equal to the 1-thread one.  Each thread must decode its
+    own item (batch, group, first tiles); an item field the threads shared
+    gave a wrong 2-thread result in 2-30 % of these calls."""
+    from ndconv import _conv, _engine
+    monkeypatch.setattr(_engine, 'METHOD', 'winograd')
+    nr = _conv.kernel_shape()[1 if dtype == np.float32 else 2]
+    plan, gw_plan = _engine._wino_plan, _engine._wino_grad_w_plan
+    monkeypatch.setattr(_engine, '_wino_plan', lambda *a: None if plan(*a) is None
+                        else (3, 2, -(-6 // nr) * nr))
+    monkeypatch.setattr(_engine, '_wino_grad_w_plan',
+                        lambda *a: None if gw_plan(*a) is None else (3, 2))
+    fwd = _spy(monkeypatch, 'conv_winograd')
+    gw = _spy(monkeypatch, 'conv_grad_w_winograd')
+    x = _rand(rng, (2, 64, 40, 40), dtype)         # 1600 items a call
+    W = _rand(rng, (16, 32, 3, 3), dtype)
+    gy = _rand(rng, (2, 16, 40, 40), dtype)
+    calls = [lambda: ndconv.convolution_nd(x, W, pad=1, groups=2),
+             lambda: ndconv.convolution_nd_grad_W(x, gy, 3, pad=1, groups=2)]
+    want = _at_one_and_two_threads(lambda: [f() for f in calls])[0]
+    before = ndconv.get_num_threads()
+    ndconv.set_num_threads(2)
+    try:
+        for _ in range(200):
+            for f, w in zip(calls, want):
+                np.testing.assert_array_equal(f(), w)
+    finally:
+        ndconv.set_num_threads(before)
+    assert fwd and gw, 'a Winograd kernel did not run'
+
+
 # The weight gradient by Winograd F(3, 2): three taps on each of 2 or 3 axes,
 # unit steps, input channels filling most of NR (24 and 32 do on every ISA
 # and dtype).  Odd output sizes leave half tiles.  (x, W, keywords)
