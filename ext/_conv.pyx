@@ -1276,6 +1276,9 @@ cdef inline Py_ssize_t tile_cells(Py_ssize_t e, const Py_ssize_t* tile, Py_ssize
     return top
 
 
+cdef enum:
+    WINO_PF = 16        # input channels the Winograd input transform prefetches ahead
+
 cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
                      const floating* bg, floating* outg, Py_ssize_t cig, Py_ssize_t cog,
                      const Py_ssize_t* tile, Py_ssize_t nrow, Py_ssize_t ts, Py_ssize_t nts,
@@ -1290,7 +1293,7 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
     cdef Py_ssize_t j[MAXD]
     cdef Py_ssize_t tk[MAXD]
     cdef Py_ssize_t n = G.n, last = G.n - 1, ax2 = G.n - 2
-    cdef Py_ssize_t P = 1, Pl, a, e, d, base, ci, co, r, w, xi
+    cdef Py_ssize_t P = 1, Pl, a, e, d, base, nbase, ci, co, r, w, xi
     cdef Py_ssize_t blk, nblk, mr, co0, q0, qend, o, nout
     cdef Py_ssize_t blkV = cig * Tp, blkM = cog * Tp
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
@@ -1299,19 +1302,33 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
     cdef floating* od = ev + Ls + 1
     cdef floating* dst
     cdef floating* p0
-    cdef bint ok, finite = True
+    cdef bint ok, nok, finite = True
     for a in range(n):
         P *= 4
     Pl = P // 4
     # Input: B^T along the last axis from the row's two residues, ...
     for a in range(ax2 + 1):
         tk[a] = 0
+    # The rows WINO_PF channels ahead are prefetched, those of the next
+    # outer cells (nbase) near the end of a cell's channels.
+    tile_cells(0, tile, 0, ax2, j)              # (input cells: unit steps, first taps)
+    nok = outer_base_n(G, j, tk, ax2 + 1, &nbase)
     for r in range(nrow):
         for e in range(Pl):
-            tile_cells(e, tile, r, ax2, j)      # (input cells: unit steps, first taps)
-            ok = outer_base_n(G, j, tk, ax2 + 1, &base)
+            ok, base = nok, nbase
+            nok = False
+            if e + 1 < Pl or r + 1 < nrow:
+                tile_cells((e + 1) % Pl, tile, r + (e + 1) // Pl, ax2, j)
+                nok = outer_base_n(G, j, tk, ax2 + 1, &nbase)
             for ci in range(cig):
                 dst = V + (e * 4 * cig + ci) * Tp + r * Ls
+                if ci + WINO_PF < cig:
+                    if ok:
+                        ndconv_prefetch(xg + (ci + WINO_PF) * G.in_vol + base + il,
+                                        (2 * nts + 2) * sizeof(floating))
+                elif nok and ci + WINO_PF - cig < cig:
+                    ndconv_prefetch(xg + (ci + WINO_PF - cig) * G.in_vol + nbase + il,
+                                    (2 * nts + 2) * sizeof(floating))
                 if not ok:
                     for d in range(4):
                         memset(dst + d * blkV, 0, nts * sizeof(floating))
