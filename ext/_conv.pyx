@@ -1230,9 +1230,9 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
 # the channels, one per position xi, through the implicit GEMM's
 # micro-kernel: output channels on its MR rows, tiles on its NR columns.
 
-cdef inline void wino_pairs(floating* V, Py_ssize_t P, Py_ssize_t w, Py_ssize_t blk,
-                            int forward, Py_ssize_t wdone) noexcept nogil:
-    """One axis of the transforms over blocks of blk cells: position xi of
+cdef inline void wino_pairs(floating* V, Py_ssize_t P, Py_ssize_t w, Py_ssize_t ld,
+                            Py_ssize_t blk, int forward, Py_ssize_t wdone) noexcept nogil:
+    """One axis of the transforms over blocks of blk cells ld apart: position xi of
     the axis whose digit (weight w) is 0 and its three successors; B^T
     (forward 1), A^T (0: the two outputs in the first two blocks) or A (2:
     from the first two blocks).  Positions
@@ -1252,12 +1252,12 @@ cdef inline void wino_pairs(floating* V, Py_ssize_t P, Py_ssize_t w, Py_ssize_t 
             v *= 4
         if dead:
             continue
-        p0 = V + xi * blk
+        p0 = V + xi * ld
         if floating is float:
-            ndconv_wino_pairs_float(p0, p0 + w * blk, p0 + 2 * w * blk, p0 + 3 * w * blk,
+            ndconv_wino_pairs_float(p0, p0 + w * ld, p0 + 2 * w * ld, p0 + 3 * w * ld,
                                     blk, forward)
         else:
-            ndconv_wino_pairs_double(p0, p0 + w * blk, p0 + 2 * w * blk, p0 + 3 * w * blk,
+            ndconv_wino_pairs_double(p0, p0 + w * ld, p0 + 2 * w * ld, p0 + 3 * w * ld,
                                      blk, forward)
 
 
@@ -1276,6 +1276,14 @@ cdef inline Py_ssize_t tile_cells(Py_ssize_t e, const Py_ssize_t* tile, Py_ssize
     return top
 
 
+cdef inline Py_ssize_t wino_stride(Py_ssize_t size) noexcept nogil:
+    """Distance of the transform positions in the Winograd workspaces: size
+    rounded up to 64 values, plus 16, so that the rows a transform reads or
+    writes at once, one per position, do not all fall in one set of the L1
+    cache."""
+    return (size + 63) // 64 * 64 + 16
+
+
 cdef enum:
     WINO_PF = 16        # input channels the Winograd input transform prefetches ahead
 
@@ -1287,7 +1295,8 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
     """Outputs of nrow tile rows (along axis n - 2, from tile[n - 2]) of nts
     tiles (along the last axis, from tile ts) at the tiles tile[a] of the
     other axes, for one (batch, group) block.  Column r * Ls + t of V (4^n
-    positions x cig x Tp) and M (4^n x cog x Tp) is tile (r, t); ug is the
+    positions x cig x Tp, positions wino_stride(cig * Tp) apart) and M (4^n x
+    cog x Tp, wino_stride(cog * Tp) apart) is tile (r, t); ug is the
     group's transformed kernel (4^n, cig, cog).  False when an output came
     out non-finite."""
     cdef Py_ssize_t j[MAXD]
@@ -1296,6 +1305,7 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
     cdef Py_ssize_t P = 1, Pl, a, e, d, base, nbase, ci, co, r, w, xi
     cdef Py_ssize_t blk, nblk, mr, co0, q0, qend, o, nout
     cdef Py_ssize_t blkV = cig * Tp, blkM = cog * Tp
+    cdef Py_ssize_t ldV = wino_stride(blkV), ldM = wino_stride(blkM)
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
     cdef Py_ssize_t mrmax = ndconv_mr
     cdef Py_ssize_t Dl = G.in_shape[last], il = G.tap_off[G.tap_base[last]] + 2 * ts
@@ -1321,7 +1331,7 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
                 tile_cells((e + 1) % Pl, tile, r + (e + 1) // Pl, ax2, j)
                 nok = outer_base_n(G, j, tk, ax2 + 1, &nbase)
             for ci in range(cig):
-                dst = V + (e * 4 * cig + ci) * Tp + r * Ls
+                dst = V + e * 4 * ldV + ci * Tp + r * Ls
                 if ci + WINO_PF < cig:
                     if ok:
                         ndconv_prefetch(xg + (ci + WINO_PF) * G.in_vol + base + il,
@@ -1331,23 +1341,23 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
                                     (2 * nts + 2) * sizeof(floating))
                 if not ok:
                     for d in range(4):
-                        memset(dst + d * blkV, 0, nts * sizeof(floating))
+                        memset(dst + d * ldV, 0, nts * sizeof(floating))
                     continue
                 if G.mode == MODE_CONSTANT:
                     if floating is float:
-                        ndconv_wino_row_f32(dst, blkV, xg + ci * G.in_vol + base, il, Dl, nts)
+                        ndconv_wino_row_f32(dst, ldV, xg + ci * G.in_vol + base, il, Dl, nts)
                     else:
-                        ndconv_wino_row_f64(dst, blkV, xg + ci * G.in_vol + base, il, Dl, nts)
+                        ndconv_wino_row_f64(dst, ldV, xg + ci * G.in_vol + base, il, Dl, nts)
                     continue
                 copy_slots(ev, Ls + 1, xg + ci * G.in_vol + base, il, 2, Dl, nts + 1, G.mode)
                 if floating is float:
-                    ndconv_wino_in_float(dst, blkV, ev, od, nts)
+                    ndconv_wino_in_float(dst, ldV, ev, od, nts)
                 else:
-                    ndconv_wino_in_double(dst, blkV, ev, od, nts)
+                    ndconv_wino_in_double(dst, ldV, ev, od, nts)
     # ... then along the other axes, every channel at once.
     w = 4
     for a in range(ax2, -1, -1):
-        wino_pairs(V, P, w, blkV, True, 0)
+        wino_pairs(V, P, w, ldV, blkV, True, 0)
         w *= 4
     # One GEMM per position, over the columns in use.
     qend = ((nrow - 1) * Ls + nts + nr - 1) // nr * nr
@@ -1361,17 +1371,17 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
                 if floating is float:
                     ndconv_mk_f32(<int>mr, cig, ug + xi * cig * cog + co0, cog,
                                   <const float**>(ptrs + xi * cig), q0,
-                                  M + (xi * cog + co0) * Tp + q0, Tp, 1, NULL)
+                                  M + xi * ldM + co0 * Tp + q0, Tp, 1, NULL)
                 else:
                     ndconv_mk_f64(<int>mr, cig, ug + xi * cig * cog + co0, cog,
                                   <const double**>(ptrs + xi * cig), q0,
-                                  M + (xi * cog + co0) * Tp + q0, Tp, 1, NULL)
+                                  M + xi * ldM + co0 * Tp + q0, Tp, 1, NULL)
                 q0 += nr
             co0 += mr
     # Output: A^T along the other axes, then along the last axis as written.
     w = 4
     for a in range(ax2, -1, -1):
-        wino_pairs(M, P, w, blkM, False, w)
+        wino_pairs(M, P, w, ldM, blkM, False, w)
         w *= 4
     j[last] = 2 * ts
     nout = min(2 * nts, G.count[last] - 2 * ts)
@@ -1386,14 +1396,14 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
                 continue
             o = out_offset(G, j)
             for co in range(cog):
-                p0 = M + (e * 4 * cog + co) * Tp + r * Ls
+                p0 = M + e * 4 * ldM + co * Tp + r * Ls
                 if floating is float:
-                    finite &= ndconv_wino_out_float(outg + co * G.out_vol + o, p0, p0 + blkM,
-                                                    p0 + 2 * blkM, p0 + 3 * blkM, nout,
+                    finite &= ndconv_wino_out_float(outg + co * G.out_vol + o, p0, p0 + ldM,
+                                                    p0 + 2 * ldM, p0 + 3 * ldM, nout,
                                                     bg[co] if bg != NULL else 0)
                 else:
-                    finite &= ndconv_wino_out_double(outg + co * G.out_vol + o, p0, p0 + blkM,
-                                                     p0 + 2 * blkM, p0 + 3 * blkM, nout,
+                    finite &= ndconv_wino_out_double(outg + co * G.out_vol + o, p0, p0 + ldM,
+                                                     p0 + 2 * ldM, p0 + 3 * ldM, nout,
                                                      bg[co] if bg != NULL else 0)
     return finite
 
@@ -1462,6 +1472,7 @@ def conv_winograd(const floating[::1] x, const floating[::1] u, const floating[:
     cdef Py_ssize_t cig = C_in // groups, cog = C_out // groups
     cdef Py_ssize_t ax2 = n - 2
     cdef Py_ssize_t P = 1, a, k, nitems, it
+    cdef Py_ssize_t ldV = wino_stride(cig * Tp), ldM = wino_stride(cog * Tp)
     cdef WinoItems W
     cdef WinoItem I
     cdef int failed = 0, nonfinite = 0
@@ -1485,17 +1496,17 @@ def conv_winograd(const floating[::1] x, const floating[::1] u, const floating[:
     if nitems == 0:
         return 0
     with nogil, parallel(num_threads=nthreads):
-        V = <floating*>aligned_alloc(64, P * cig * Tp * sizeof(floating))
-        M = <floating*>aligned_alloc(64, P * cog * Tp * sizeof(floating))
+        V = <floating*>aligned_alloc(64, P * ldV * sizeof(floating))
+        M = <floating*>aligned_alloc(64, P * ldM * sizeof(floating))
         ptrs = <const floating**>malloc(P * cig * sizeof(floating*))
         ev = <floating*>malloc(2 * (Ls + 1) * sizeof(floating))
         tile = <Py_ssize_t*>malloc(MAXD * sizeof(Py_ssize_t))
         if V == NULL or M == NULL or ptrs == NULL or ev == NULL or tile == NULL:
             fail[0] = 1
         else:
-            memset(V, 0, P * cig * Tp * sizeof(floating))   # columns past the tiles
+            memset(V, 0, P * ldV * sizeof(floating))   # columns past the tiles
             for k in range(P * cig):
-                ptrs[k] = V + k * Tp
+                ptrs[k] = V + k // cig * ldV + k % cig * Tp
             for it in prange(nitems, schedule='dynamic', chunksize=1):
                 I = wino_item(&W, ax2, it, tile)
                 if not wino_block(&G, xp + (I.b * C_in + I.g * cig) * G.in_vol,
@@ -1526,13 +1537,6 @@ cdef inline void wino_gw_pass(bint bt, floating* d, Py_ssize_t ldk, Py_ssize_t l
             ndconv_wino_bt2_double(d, ldk, ldt, src, ldr, lds, length, nt)
         else:
             ndconv_wino_a2_double(d, ldk, ldt, src, ldr, lds, length, nt)
-
-
-cdef inline Py_ssize_t wino_gw_stride(Py_ssize_t size) noexcept nogil:
-    """Distance of the positions of V and U: size rounded up to 64 values,
-    plus 16, so that the 16 rows the transforms write at once do not all
-    fall in one set of the L1 cache."""
-    return (size + 63) // 64 * 64 + 16
 
 
 cdef void wino_gw_block(const Geom* G, const floating* xg, const floating* gyg,
@@ -1567,7 +1571,7 @@ cdef void wino_gw_block(const Geom* G, const floating* xg, const floating* gyg,
     cdef Py_ssize_t mrmax = ndconv_mr
     cdef Py_ssize_t nblk = (cog + mrmax - 1) // mrmax
     cdef Py_ssize_t blk, mr, co0, ci0
-    cdef Py_ssize_t KV = wino_gw_stride(Kmax * cigp), KU = wino_gw_stride(Kmax * cog)
+    cdef Py_ssize_t KV = wino_stride(Kmax * cigp), KU = wino_stride(Kmax * cog)
     cdef floating* dst
     cdef bint ok
     for a in range(ax2):
@@ -1591,7 +1595,7 @@ cdef void wino_gw_block(const Geom* G, const floating* xg, const floating* gyg,
                 ndconv_transpose_f64(row, lr, dst, cig, cig, lr, 0)
     w = 1
     for a in range(ax2 - 1, -1, -1):
-        wino_pairs(S, P2, w, blkS, 1, 0)
+        wino_pairs(S, P2, w, blkS, blkS, 1, 0)
         w *= 4
     # gy, the same way with A (only outer digits 0 and 1 are cells)
     for e in range(P2):
@@ -1615,7 +1619,7 @@ cdef void wino_gw_block(const Geom* G, const floating* xg, const floating* gyg,
             memset(dst + nv * cog, 0, (lg - nv) * cog * sizeof(floating))
     w = 1
     for a in range(ax2 - 1, -1, -1):
-        wino_pairs(Sg, P2, w, blkG, 2, 0)
+        wino_pairs(Sg, P2, w, blkG, blkG, 2, 0)
         w *= 4
     # Per outer position, the last two axes of both, then one GEMM per
     # position, the tiles the reduction.
@@ -1693,9 +1697,9 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
     if nitems == 0:
         return True
     sizeS = P2 * (2 * R + 2) * lr * cig
-    sizeV = 16 * wino_gw_stride(Kmax * cigp)
+    sizeV = 16 * wino_stride(Kmax * cigp)
     sizeSg = P2 * 2 * R * lg * cog
-    sizeU = 16 * wino_gw_stride(Kmax * cog)
+    sizeU = 16 * wino_stride(Kmax * cog)
     with nogil, parallel(num_threads=nthreads):
         S = <floating*>aligned_alloc(64, (sizeS + sizeV + sizeSg + sizeU + cig * lr + 64)
                                      * sizeof(floating))
@@ -1711,7 +1715,7 @@ def conv_grad_w_winograd(const floating[::1] x, const floating[::1] gy, floating
             memset(V, 0, sizeV * sizeof(floating))     # the columns past cig
             memset(Sg, 0, sizeSg * sizeof(floating))   # outer digits 2 and 3
             for k in range(16 * Kmax):
-                ptrs[k] = V + k // Kmax * wino_gw_stride(Kmax * cigp) + k % Kmax * cigp
+                ptrs[k] = V + k // Kmax * wino_stride(Kmax * cigp) + k % Kmax * cigp
             for part in prange(nparts, schedule='dynamic', chunksize=1):
                 i0 = part * nitems // nparts
                 i1 = (part + 1) * nitems // nparts
