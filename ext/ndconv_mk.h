@@ -334,6 +334,7 @@ static int ndconv_mr = NDCONV_MR_GENERIC;
 static int ndconv_nr_f32 = NDCONV_NR_F32_GENERIC;
 static int ndconv_nr_f64 = NDCONV_NR_F64_GENERIC;
 static const char *ndconv_isa = "generic";
+static int ndconv_avx_tiles = 0;  /* transposes in 8 x 8 / 4 x 4 AVX tiles */
 
 /* Pick the kernels for this CPU; name is "auto", "avx512", "avx2" or
  * "generic".  Returns the name of the ISA chosen. */
@@ -354,6 +355,7 @@ static const char *ndconv_mk_select(const char *name)
     ndconv_rk_f64 = rk_f64_generic;
     ndconv_vw_f32 = 4;
     ndconv_vw_f64 = 2;
+    ndconv_avx_tiles = 0;
 #ifdef NDCONV_X86
     __builtin_cpu_init();
     if (want512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
@@ -369,6 +371,7 @@ static const char *ndconv_mk_select(const char *name)
         ndconv_rk_f64 = rk_f64_avx512;
         ndconv_vw_f32 = 16;
         ndconv_vw_f64 = 8;
+        ndconv_avx_tiles = 1;
     } else if (want2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         ndconv_mk_f32 = mk_f32_avx2;
         ndconv_mk_f64 = mk_f64_avx2;
@@ -382,6 +385,7 @@ static const char *ndconv_mk_select(const char *name)
         ndconv_rk_f64 = rk_f64_avx2;
         ndconv_vw_f32 = 8;
         ndconv_vw_f64 = 4;
+        ndconv_avx_tiles = 1;
     }
 #endif
     return ndconv_isa;
@@ -494,19 +498,114 @@ static inline void ndconv_tile2_f64(const double *s, Py_ssize_t lds, double *d, 
 #define NDCONV_TILE_LOOPS(TILE, B)
 #endif
 
+static inline void ndconv_transpose4_f32(const float *src, Py_ssize_t lds, float *dst,
+                                         Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols,
+                                         int cols_outer)
+{
+    NDCONV_TRANSPOSE_BODY(ndconv_tile4_f32, 4);
+}
+
+static inline void ndconv_transpose2_f64(const double *src, Py_ssize_t lds, double *dst,
+                                         Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols,
+                                         int cols_outer)
+{
+    NDCONV_TRANSPOSE_BODY(ndconv_tile2_f64, 2);
+}
+
+#ifdef NDCONV_X86
+/* The same in AVX tiles (8 x 8 float, 4 x 4 double), for the CPUs whose
+ * micro-kernels are AVX2 or AVX-512: the whole tiles only. */
+__attribute__((target("avx")))
+static inline void ndconv_tile8_f32(const float *s, Py_ssize_t lds, float *d, Py_ssize_t ldd)
+{
+    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + lds);
+    __m256 r2 = _mm256_loadu_ps(s + 2 * lds), r3 = _mm256_loadu_ps(s + 3 * lds);
+    __m256 r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds);
+    __m256 r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
+    /* pairs of rows interleaved, then pairs of pairs, then the 128-bit halves */
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+__attribute__((target("avx")))
+static inline void ndconv_tile4_f64(const double *s, Py_ssize_t lds, double *d, Py_ssize_t ldd)
+{
+    __m256d r0 = _mm256_loadu_pd(s), r1 = _mm256_loadu_pd(s + lds);
+    __m256d r2 = _mm256_loadu_pd(s + 2 * lds), r3 = _mm256_loadu_pd(s + 3 * lds);
+    __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+    __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+    _mm256_storeu_pd(d, _mm256_permute2f128_pd(t0, t2, 0x20));
+    _mm256_storeu_pd(d + ldd, _mm256_permute2f128_pd(t1, t3, 0x20));
+    _mm256_storeu_pd(d + 2 * ldd, _mm256_permute2f128_pd(t0, t2, 0x31));
+    _mm256_storeu_pd(d + 3 * ldd, _mm256_permute2f128_pd(t1, t3, 0x31));
+}
+
+#define NDCONV_AVX_TILES(NAME, T, TILE, B)                                     \
+    __attribute__((target("avx")))                                            \
+    static void NAME(const T *src, Py_ssize_t lds, T *dst, Py_ssize_t ldd,     \
+                     Py_ssize_t rows, Py_ssize_t cols, int cols_outer)         \
+    {                                                                         \
+        Py_ssize_t i, j, rb = rows / B * B, cb = cols / B * B;                \
+        if (cols_outer) {                                                     \
+            for (j = 0; j < cb; j += B)                                       \
+                for (i = 0; i < rb; i += B)                                   \
+                    TILE(src + i * lds + j, lds, dst + j * ldd + i, ldd);     \
+        } else {                                                              \
+            for (i = 0; i < rb; i += B)                                       \
+                for (j = 0; j < cb; j += B)                                   \
+                    TILE(src + i * lds + j, lds, dst + j * ldd + i, ldd);     \
+        }                                                                     \
+    }
+NDCONV_AVX_TILES(ndconv_tiles8_f32, float, ndconv_tile8_f32, 8)
+NDCONV_AVX_TILES(ndconv_tiles4_f64, double, ndconv_tile4_f64, 4)
+#undef NDCONV_AVX_TILES
+#endif
+
+/* The whole AVX tiles, then the rest (a band of columns on the right and
+ * one of rows below) in the smaller tiles. */
+#ifdef NDCONV_X86
+#define NDCONV_TRANSPOSE_WIDE(AVX, REST, B)                                   \
+    if (ndconv_avx_tiles && rows >= B && cols >= B) {                         \
+        Py_ssize_t rb = rows / B * B, cb = cols / B * B;                      \
+        AVX(src, lds, dst, ldd, rb, cb, cols_outer);                          \
+        REST(src + cb, lds, dst + cb * ldd, ldd, rows, cols - cb, cols_outer); \
+        REST(src + rb * lds, lds, dst + rb, ldd, rows - rb, cb, cols_outer);   \
+        return;                                                               \
+    }
+#else
+#define NDCONV_TRANSPOSE_WIDE(AVX, REST, B)
+#endif
+
 static inline void ndconv_transpose_f32(const float *src, Py_ssize_t lds, float *dst,
                                         Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols,
                                         int cols_outer)
 {
-    NDCONV_TRANSPOSE_BODY(ndconv_tile4_f32, 4);
+    NDCONV_TRANSPOSE_WIDE(ndconv_tiles8_f32, ndconv_transpose4_f32, 8)
+    ndconv_transpose4_f32(src, lds, dst, ldd, rows, cols, cols_outer);
 }
 
 static inline void ndconv_transpose_f64(const double *src, Py_ssize_t lds, double *dst,
                                         Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols,
                                         int cols_outer)
 {
-    NDCONV_TRANSPOSE_BODY(ndconv_tile2_f64, 2);
+    NDCONV_TRANSPOSE_WIDE(ndconv_tiles4_f64, ndconv_transpose2_f64, 4)
+    ndconv_transpose2_f64(src, lds, dst, ldd, rows, cols, cols_outer);
 }
+#undef NDCONV_TRANSPOSE_WIDE
 #undef NDCONV_TILE_LOOPS
 
 /* The row loops of the Winograd transforms, cloned for AVX-512, AVX2 and
