@@ -1284,6 +1284,21 @@ cdef inline Py_ssize_t wino_stride(Py_ssize_t size) noexcept nogil:
     return (size + 63) // 64 * 64 + 16
 
 
+cdef inline Py_ssize_t wino_out_row(const Geom* G, const Py_ssize_t* tile, Py_ssize_t r,
+                                    Py_ssize_t e, Py_ssize_t ts, Py_ssize_t* j) noexcept nogil:
+    """Offset of the output row that outer position e of tile row r writes
+    from tile ts on (see wino_block), or -1 where A^T drops the position or
+    the row lies past the output."""
+    cdef Py_ssize_t a, ax2 = G.n - 2
+    if tile_cells(e, tile, r, ax2, j) > 1:
+        return -1
+    for a in range(ax2 + 1):
+        if j[a] >= G.count[a]:
+            return -1
+    j[G.n - 1] = 2 * ts
+    return out_offset(G, j)
+
+
 cdef enum:
     WINO_PF = 16        # input channels the Winograd input transform prefetches ahead
 
@@ -1316,6 +1331,15 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
     for a in range(n):
         P *= 4
     Pl = P // 4
+    # The output rows the block will write, asked for now (the transforms
+    # and GEMMs take long enough to bring them in).
+    nout = min(2 * nts, G.count[last] - 2 * ts)
+    for r in range(nrow):
+        for e in range(Pl):
+            o = wino_out_row(G, tile, r, e, ts, j)
+            if o >= 0:
+                for co in range(cog):
+                    ndconv_prefetch(outg + co * G.out_vol + o, nout * sizeof(floating))
     # Input: B^T along the last axis from the row's two residues, ...
     for a in range(ax2 + 1):
         tk[a] = 0
@@ -1383,18 +1407,11 @@ cdef bint wino_block(const Geom* G, const floating* xg, const floating* ug,
     for a in range(ax2, -1, -1):
         wino_pairs(M, P, w, ldM, blkM, False, w)
         w *= 4
-    j[last] = 2 * ts
-    nout = min(2 * nts, G.count[last] - 2 * ts)
     for r in range(nrow):
         for e in range(Pl):
-            if tile_cells(e, tile, r, ax2, j) > 1:
-                continue                        # a position A^T has dropped
-            ok = True
-            for a in range(ax2 + 1):
-                ok = ok and j[a] < G.count[a]
-            if not ok:
+            o = wino_out_row(G, tile, r, e, ts, j)
+            if o < 0:
                 continue
-            o = out_offset(G, j)
             for co in range(cog):
                 p0 = M + e * 4 * ldM + co * Tp + r * Ls
                 if floating is float:
