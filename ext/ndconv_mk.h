@@ -457,16 +457,15 @@ static inline void ndconv_prefetch(const void *p, Py_ssize_t bytes)
 #define NDCONV_TRANSPOSE_BODY(TILE, B)                                        \
     do {                                                                      \
         Py_ssize_t rb = 0, cb = 0, i, j;                                      \
-        NDCONV_TILE_LOOPS(TILE, B)                                                   \
+        NDCONV_TILE_LOOPS(TILE, B)                                            \
         for (i = 0; i < rows; i++)                                            \
             for (j = (i < rb ? cb : 0); j < cols; j++)                        \
                 dst[j * ldd + i] = src[i * lds + j];                          \
     } while (0)
 
-#if defined(__SSE2__)
-#define NDCONV_TILE_LOOPS(TILE, B)                                                   \
-        rb = rows / B * B;                                                    \
-        cb = cols / B * B;                                                    \
+/* The B x B tiles of the top-left rb x cb of src, in the order cols_outer
+ * asks for. */
+#define NDCONV_TILE_GRID(TILE, B)                                             \
         if (cols_outer) {                                                     \
             for (j = 0; j < cb; j += B)                                       \
                 for (i = 0; i < rb; i += B)                                   \
@@ -476,6 +475,12 @@ static inline void ndconv_prefetch(const void *p, Py_ssize_t bytes)
                 for (j = 0; j < cb; j += B)                                   \
                     TILE(src + i * lds + j, lds, dst + j * ldd + i, ldd);     \
         }
+
+#if defined(__SSE2__)
+#define NDCONV_TILE_LOOPS(TILE, B)                                            \
+        rb = rows / B * B;                                                    \
+        cb = cols / B * B;                                                    \
+        NDCONV_TILE_GRID(TILE, B)
 
 static inline void ndconv_tile4_f32(const float *s, Py_ssize_t lds, float *d, Py_ssize_t ldd)
 {
@@ -560,15 +565,7 @@ static inline void ndconv_tile4_f64(const double *s, Py_ssize_t lds, double *d, 
                      Py_ssize_t rows, Py_ssize_t cols, int cols_outer)         \
     {                                                                         \
         Py_ssize_t i, j, rb = rows / B * B, cb = cols / B * B;                \
-        if (cols_outer) {                                                     \
-            for (j = 0; j < cb; j += B)                                       \
-                for (i = 0; i < rb; i += B)                                   \
-                    TILE(src + i * lds + j, lds, dst + j * ldd + i, ldd);     \
-        } else {                                                              \
-            for (i = 0; i < rb; i += B)                                       \
-                for (j = 0; j < cb; j += B)                                   \
-                    TILE(src + i * lds + j, lds, dst + j * ldd + i, ldd);     \
-        }                                                                     \
+        NDCONV_TILE_GRID(TILE, B)                                             \
     }
 NDCONV_AVX_TILES(ndconv_tiles8_f32, float, ndconv_tile8_f32, 8)
 NDCONV_AVX_TILES(ndconv_tiles4_f64, double, ndconv_tile4_f64, 4)
@@ -607,6 +604,7 @@ static inline void ndconv_transpose_f64(const double *src, Py_ssize_t lds, doubl
 }
 #undef NDCONV_TRANSPOSE_WIDE
 #undef NDCONV_TILE_LOOPS
+#undef NDCONV_TILE_GRID
 
 /* The row loops of the Winograd transforms, cloned for AVX-512, AVX2 and
  * the baseline (the resolver picks one when the module loads). */
