@@ -1118,7 +1118,7 @@ def test_winograd_items_at_two_threads(dtype, rng, monkeypatch):
                         lambda *a: None if gw_plan(*a) is None else (3, 2))
     fwd = _spy(monkeypatch, 'conv_winograd')
     gw = _spy(monkeypatch, 'conv_grad_w_winograd')
-    x = _rand(rng, (2, 64, 40, 40), dtype)         # 1600 items a call
+    x = _rand(rng, (2, 64, 40, 40), dtype)         # 280 items a call
     W = _rand(rng, (16, 32, 3, 3), dtype)
     gy = _rand(rng, (2, 16, 40, 40), dtype)
     calls = [lambda: ndconv.convolution_nd(x, W, pad=1, groups=2),
