@@ -305,6 +305,33 @@ cdef inline floating padded_cell(const floating* row, Py_ssize_t i, Py_ssize_t s
     return row[i] if i >= 0 else 0
 
 
+cdef inline void transpose(const floating* src, Py_ssize_t lds, floating* dst,
+                           Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols,
+                           bint cols_outer) noexcept nogil:
+    """dst[j * ldd + i] = src[i * lds + j] (ndconv_transpose of the dtype)."""
+    if floating is float:
+        ndconv_transpose_f32(src, lds, dst, ldd, rows, cols, cols_outer)
+    else:
+        ndconv_transpose_f64(src, lds, dst, ldd, rows, cols, cols_outer)
+
+
+cdef inline void stage_cl(floating* dst, floating* row, const floating* xc,
+                          Py_ssize_t in_vol, Py_ssize_t cig, Py_ssize_t i0, Py_ssize_t s,
+                          Py_ssize_t size, Py_ssize_t lr, int mode) noexcept nogil:
+    """Channels-last staging of an input row: dst[q * cig + c] = padded
+    cell i0 + q * s (as copy_run) of the row at xc + c * in_vol, for q < lr
+    and c < cig; zeros where xc is NULL (a row of padding).  row is cig * lr
+    scratch: each channel's run is copied there, then transposed in register
+    tiles."""
+    cdef Py_ssize_t c
+    if xc == NULL:
+        memset(dst, 0, lr * cig * sizeof(floating))
+        return
+    for c in range(cig):
+        copy_run(row + c * lr, xc + c * in_vol, i0, s, size, lr, mode)
+    transpose(row, lr, dst, cig, cig, lr, False)
+
+
 cdef inline void copy_slots(floating* d, Py_ssize_t ld, const floating* row,
                             Py_ssize_t i0, Py_ssize_t s, Py_ssize_t size, Py_ssize_t run,
                             int mode) noexcept nogil:
@@ -971,10 +998,7 @@ cdef void implicit_block(const Geom* G, const Last* Lt, const floating* xg,
             if swap:
                 src = acc + r * lp * cog
                 if st == 1:
-                    if floating is float:
-                        ndconv_transpose_f32(src, cog, outg + o + qs, G.out_vol, lq, cog, 1)
-                    else:
-                        ndconv_transpose_f64(src, cog, outg + o + qs, G.out_vol, lq, cog, 1)
+                    transpose(src, cog, outg + o + qs, G.out_vol, lq, cog, True)
                 else:
                     for q in range(lq):
                         for co in range(cog):
@@ -1225,7 +1249,7 @@ def conv_implicit(const floating[::1] x, const floating[::1] wt, const floating[
 # y = A^T [(G g) * (B^T d)] gives the two outputs of the correlation:
 #     B^T d = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
 #     A^T m = (m0 + m1 + m2, m1 - m2 - m3)
-# and G g is done once per call, in NumPy.  On n axes the transforms act
+# and G g is done once per call (wino_kernel).  On n axes the transforms act
 # along each axis in turn, and the 4^n products become 4^n small GEMMs over
 # the channels, one per position xi, through the implicit GEMM's
 # micro-kernel: output channels on its MR rows, tiles on its NR columns.
@@ -1580,7 +1604,7 @@ cdef void wino_gw_block(const Geom* G, const floating* xg, const floating* gyg,
     cdef Py_ssize_t j[MAXD]
     cdef Py_ssize_t tk[MAXD]
     cdef Py_ssize_t n = G.n, last = G.n - 1, ax2 = G.n - 2
-    cdef Py_ssize_t P2 = 1, a, e, w, y, r, c, base, o, nv, top, xi
+    cdef Py_ssize_t P2 = 1, a, e, w, y, r, base, nv, top, xi
     cdef Py_ssize_t K = nrow * nts, lr = 2 * nts + 2, lg = 2 * nts, ny = 2 * nrow + 2
     cdef Py_ssize_t blkS = ny * lr * cig, blkG = 2 * nrow * lg * cog
     cdef Py_ssize_t Dl = G.in_shape[last], il = G.tap_off[G.tap_base[last]] + 2 * ts
@@ -1600,16 +1624,9 @@ cdef void wino_gw_block(const Geom* G, const floating* xg, const floating* gyg,
         top = tile_cells(4 * e, tile, 0, ax2, j)   # (the outer axes; j[ax2] set below)
         for y in range(ny):
             j[ax2] = 2 * tile[ax2] + y
-            dst = S + (e * ny + y) * lr * cig
-            if not outer_base_n(G, j, tk, ax2 + 1, &base):
-                memset(dst, 0, lr * cig * sizeof(floating))
-                continue
-            for c in range(cig):
-                copy_run(row + c * lr, xg + c * G.in_vol + base, il, 1, Dl, lr, G.mode)
-            if floating is float:
-                ndconv_transpose_f32(row, lr, dst, cig, cig, lr, 0)
-            else:
-                ndconv_transpose_f64(row, lr, dst, cig, cig, lr, 0)
+            ok = outer_base_n(G, j, tk, ax2 + 1, &base)
+            stage_cl(S + (e * ny + y) * lr * cig, row, xg + base if ok else NULL, G.in_vol,
+                     cig, il, 1, Dl, lr, G.mode)
     w = 1
     for a in range(ax2 - 1, -1, -1):
         wino_pairs(S, P2, w, blkS, blkS, 1, 0)
@@ -1628,11 +1645,7 @@ cdef void wino_gw_block(const Geom* G, const floating* xg, const floating* gyg,
             dst = Sg + (e * 2 * nrow + y) * lg * cog
             nv = min(lg, G.count[last] - 2 * ts) if ok and j[ax2] < G.count[ax2] else 0
             if nv > 0:
-                o = out_offset(G, j)
-                if floating is float:
-                    ndconv_transpose_f32(gyg + o, G.out_vol, dst, cog, cog, nv, 0)
-                else:
-                    ndconv_transpose_f64(gyg + o, G.out_vol, dst, cog, cog, nv, 0)
+                transpose(gyg + out_offset(G, j), G.out_vol, dst, cog, cog, nv, False)
             memset(dst + nv * cog, 0, (lg - nv) * cog * sizeof(floating))
     w = 1
     for a in range(ax2 - 1, -1, -1):
@@ -1993,7 +2006,7 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
     cdef Py_ssize_t nr = ndconv_nr_f32 if floating is float else ndconv_nr_f64
     cdef Py_ssize_t mrmax = ndconv_mr
     cdef Py_ssize_t nblk = (cog + mrmax - 1) // mrmax
-    cdef Py_ssize_t i2min, nin, qs, lq, lr, K, r, q, co, c, a, ii, i2, sidx, m, o
+    cdef Py_ssize_t i2min, nin, qs, lq, lr, K, r, q, co, a, ii, i2, sidx, o
     cdef Py_ssize_t base, base2, too, t2, tl, tap, blk, mr, co0, ci0
     cdef const floating* src
     cdef floating* dst
@@ -2011,10 +2024,7 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
             j[ax2] = jr0 + r
             o = out_offset(G, j) + qs * st
             if st == 1:
-                if floating is float:
-                    ndconv_transpose_f32(gyg + o, G.out_vol, ybuf + r * lq * cog, cog, cog, lq, 0)
-                else:
-                    ndconv_transpose_f64(gyg + o, G.out_vol, ybuf + r * lq * cog, cog, cog, lq, 0)
+                transpose(gyg + o, G.out_vol, ybuf + r * lq * cog, cog, cog, lq, False)
                 continue
             for co in range(cog):
                 src = gyg + co * G.out_vol + o
@@ -2032,17 +2042,9 @@ cdef void gradw_block_cl(const Geom* G, const Last* Lt, const floating* xg,
                 i2 = i2min + ii
                 base2 = row_offset(G, ok, base, i2)
                 for sidx in range(Lt.nslot):
-                    dst = place + (ii * Lt.nslot + sidx) * lr * cig
-                    if base2 < 0:
-                        memset(dst, 0, lr * cig * sizeof(floating))
-                        continue
-                    for c in range(cig):
-                        copy_run(row + c * lr, xg + c * G.in_vol + base2,
-                                 sl * (Lt.m_min + qs) + Lt.rho[sidx], sl, Dl, lr, G.mode)
-                    if floating is float:
-                        ndconv_transpose_f32(row, lr, dst, cig, cig, lr, 0)
-                    else:
-                        ndconv_transpose_f64(row, lr, dst, cig, cig, lr, 0)
+                    stage_cl(place + (ii * Lt.nslot + sidx) * lr * cig, row,
+                             xg + base2 if base2 >= 0 else NULL, G.in_vol, cig,
+                             sl * (Lt.m_min + qs) + Lt.rho[sidx], sl, Dl, lr, G.mode)
             for t2 in range(n2):
                 for tl in range(nl):
                     tap = (too * n2 + t2) * nl + tl
