@@ -310,7 +310,8 @@ def _implicit_grad_w(xf, gyf, geo, n, taps, count, N, C_in, C_out, groups, tv,
     plan = (_wino_grad_w_plan(geo, n, taps, count, C_in // groups, C_out // groups,
                               itemsize) if method == 'winograd' else None)
     if plan is not None:
-        g = _wino_grad_w(xf, gyf, geo, n, N, C_in, C_out, groups, dtype, nthreads, *plan)
+        g = _wino_grad_w(xf, gyf, geo, n, count, N, C_in, C_out, groups, dtype, nthreads,
+                         *plan)
         if g is not None:
             return g
     if n == 1:
@@ -428,7 +429,7 @@ def _wino_grad_w_plan(geo, n, taps, count, cig, cog, itemsize):
         tiles //= 2
 
 
-def _wino_grad_w(xf, gyf, geo, n, N, C_in, C_out, groups, dtype, nthreads, Ls, R):
+def _wino_grad_w(xf, gyf, geo, n, count, N, C_in, C_out, groups, dtype, nthreads, Ls, R):
     """The (C_out, C_in // groups * 3^n) weight gradient of a phase through
     conv_grad_w_winograd: parts fixed by the shapes, added in order, then
     G^T on every axis (wino_gw_finish); None where some of it is not finite (the
@@ -437,7 +438,6 @@ def _wino_grad_w(xf, gyf, geo, n, N, C_in, C_out, groups, dtype, nthreads, Ls, R
     cig = C_in // groups
     nr = _nr(np.dtype(dtype).itemsize)
     cigp = -(-cig // nr) * nr
-    count = [int(c) for c in geo[2 * n:3 * n]]
     nt = [-(-c // 2) for c in count]
     nitems = N * groups * math.prod(nt[:-2]) * (-(-nt[-2] // R)) * (-(-nt[-1] // Ls))
     nparts = _nparts(nitems, C_out, 4 ** n * cigp, dtype)
